@@ -1,0 +1,251 @@
+"""The `wayfare` command: run the whole system embedded, or one service of it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import aiohttp
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from wayfare.kit.observability import configure_logging
+from wayfare.kit.settings import Settings
+from wayfare.services.gateway import bootstrap as gateway
+from wayfare.services.users import bootstrap as users
+
+app = typer.Typer(
+    help="Wayfare: a travel-booking platform of Python microservices.", no_args_is_help=True
+)
+keys_app = typer.Typer(help="The users service's signing keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+console = Console()
+
+
+@dataclass(frozen=True)
+class ServiceEntry:
+    create_app: Callable[[Settings], Any]
+    migrate: Callable[[Settings], Awaitable[None]] | None = None
+
+
+# Order matters for `up`: the services first, the gateway that fronts them last.
+SERVICES: dict[str, ServiceEntry] = {
+    users.NAME: ServiceEntry(users.create_app, users.migrate),
+    gateway.NAME: ServiceEntry(gateway.create_app),
+}
+BACKENDS = [name for name in SERVICES if name != gateway.NAME]
+
+
+def _run(coro: Awaitable[Any]) -> Any:
+    try:
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(coro)  # type: ignore[arg-type]
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux only
+        return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to the caller, so several share one process."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _uvicorn_config(app_: Any, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        app_,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
+
+
+async def _migrate(settings: Settings, names: list[str]) -> None:
+    for name in names:
+        entry = SERVICES[name]
+        if entry.migrate is not None:
+            await entry.migrate(settings)
+
+
+@app.command()
+def up(
+    host: Annotated[str, typer.Option(help="address the gateway listens on")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(help="the gateway's port; services take the next ones")
+    ] = 8000,
+    data_dir: Annotated[Path, typer.Option(help="where the SQLite files live")] = Path(".wayfare"),
+) -> None:
+    """Run every service in one process, on SQLite and in-process adapters."""
+    settings = Settings(data_dir=data_dir)
+    if not settings.embedded:
+        console.print(
+            "[yellow]WAYFARE_DATABASE_URL is set; `up` runs embedded on SQLite anyway. "
+            "Use `wayfare serve` for the distributed mode.[/]"
+        )
+        settings = settings.model_copy(update={"database_url": None})
+    configure_logging(settings.log_level, settings.log_format)
+    _run(_up(settings, host, port))
+
+
+async def _up(settings: Settings, host: str, port: int) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    await _migrate(settings, BACKENDS)
+    admin_password = await users.prepare(settings)
+    urls = {name: f"http://127.0.0.1:{port + i + 1}" for i, name in enumerate(BACKENDS)}
+    gateway_settings = settings.model_copy(
+        update={"upstreams": {name: [url] for name, url in urls.items()}}
+    )
+    servers: dict[str, tuple[_Server, str]] = {}
+    for name in BACKENDS:
+        app_ = SERVICES[name].create_app(settings)
+        servers[name] = (
+            _Server(_uvicorn_config(app_, "127.0.0.1", int(urls[name].rsplit(":", 1)[1]))),
+            urls[name],
+        )
+    gateway_url = f"http://{host}:{port}"
+    servers[gateway.NAME] = (
+        _Server(_uvicorn_config(gateway.create_app(gateway_settings), host, port)),
+        gateway_url,
+    )
+
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for server, _ in servers.values():
+            server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    tasks = [
+        asyncio.create_task(server.serve(), name=name) for name, (server, _) in servers.items()
+    ]
+    try:
+        await _wait_started(servers, tasks)
+        registry = {name: url for name, (_, url) in servers.items()}
+        (settings.data_dir / "services.json").write_text(json.dumps(registry, indent=2))
+        await _print_status(registry)
+        if admin_password:
+            console.print(
+                f"Admin account created: [bold]{settings.admin_email}[/] / "
+                f"[bold]{admin_password}[/] (shown once; set WAYFARE_ADMIN_PASSWORD to choose it)"
+            )
+        console.print(f"Gateway: [bold]{gateway_url}/api/v1/[/]   Ctrl-C stops everything.")
+        await asyncio.gather(*tasks)
+    finally:
+        stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        console.print("Wayfare stopped.")
+
+
+async def _wait_started(
+    servers: dict[str, tuple[_Server, str]], tasks: list[asyncio.Task[None]]
+) -> None:
+    while not all(server.started for server, _ in servers.values()):
+        for task in tasks:
+            if task.done():
+                stopped = task.get_name()
+                raise SystemExit(f"{stopped} failed to start (is its port free?)")
+        await asyncio.sleep(0.05)
+
+
+async def _health(session: aiohttp.ClientSession, url: str) -> tuple[str, str]:
+    results = []
+    for probe in ("healthz", "readyz"):
+        try:
+            async with session.get(f"{url}/{probe}") as response:
+                results.append("ok" if response.status == 200 else str(response.status))
+        except (aiohttp.ClientError, TimeoutError):
+            results.append("down")
+    return results[0], results[1]
+
+
+async def _print_status(registry: dict[str, str]) -> bool:
+    table = Table(title="Wayfare")
+    for column in ("service", "url", "alive", "ready"):
+        table.add_column(column)
+    healthy = True
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
+        checks = await asyncio.gather(*(_health(session, url) for url in registry.values()))
+    for (name, url), (alive, ready) in zip(registry.items(), checks, strict=True):
+        healthy = healthy and alive == ready == "ok"
+        colour = "green" if alive == ready == "ok" else "red"
+        table.add_row(name, url, f"[{colour}]{alive}[/]", f"[{colour}]{ready}[/]")
+    console.print(table)
+    return healthy
+
+
+@app.command()
+def serve(
+    service: Annotated[str, typer.Argument(help=f"one of: {', '.join(SERVICES)}")],
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+) -> None:
+    """Run one service alone, configured by the WAYFARE_* environment variables."""
+    if service not in SERVICES:
+        raise typer.BadParameter(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    server = uvicorn.Server(_uvicorn_config(SERVICES[service].create_app(settings), host, port))
+    _run(server.serve())
+
+
+@app.command()
+def migrate(
+    service: Annotated[str | None, typer.Argument(help="one service; all when omitted")] = None,
+) -> None:
+    """Apply the database migrations of one service or of all."""
+    if service is not None and service not in BACKENDS:
+        raise typer.BadParameter(f"unknown service {service!r}; one of {', '.join(BACKENDS)}")
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    names = [service] if service else BACKENDS
+    _run(_migrate(settings, names))
+    if service is None or service == users.NAME:
+        password = _run(users.prepare(settings))
+        if password:
+            console.print(f"Admin account created: {settings.admin_email} / {password}")
+    console.print(f"Migrated: {', '.join(names)}")
+
+
+@app.command()
+def status(
+    data_dir: Annotated[Path, typer.Option(help="the data dir of `wayfare up`")] = Path(".wayfare"),
+) -> None:
+    """Show the health of a running system (the one `wayfare up` started)."""
+    registry_file = data_dir / "services.json"
+    if not registry_file.exists():
+        console.print(f"Nothing is running from {data_dir} (no {registry_file}).")
+        raise typer.Exit(1)
+    registry: dict[str, str] = json.loads(registry_file.read_text())
+    if not _run(_print_status(registry)):
+        raise typer.Exit(1)
+
+
+@keys_app.command("rotate")
+def rotate() -> None:
+    """Sign with a new key; the old one stays in the JWKS until its tokens expire."""
+    settings = Settings()
+    new_kid, deleted = _run(users.rotate_keys(settings))
+    console.print(
+        f"Signing with {new_kid}" + (f"; deleted {', '.join(deleted)}" if deleted else "")
+    )
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(app())

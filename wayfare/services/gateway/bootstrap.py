@@ -1,0 +1,83 @@
+"""The one place the gateway's adapters are chosen and wired."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from wayfare.kit.auth import JwksCache, TokenVerifier
+from wayfare.kit.http import create_client_session
+from wayfare.kit.settings import Settings
+from wayfare.services.gateway.app import Gateway, GatewayConfig
+from wayfare.services.gateway.ratelimit import RateLimits
+from wayfare.services.gateway.routes import RouteTable
+
+__all__ = ["NAME", "create_app"]
+
+NAME = "gateway"
+
+
+def create_app(settings: Settings) -> Gateway:
+    upstreams = settings.upstreams
+    jwks_url = settings.jwks_url or (
+        f"{upstreams['users'][0].rstrip('/')}/.well-known/jwks.json" if "users" in upstreams else ""
+    )
+    if not jwks_url:
+        raise ValueError("the gateway needs WAYFARE_JWKS_URL or a users upstream")
+
+    async def startup(gateway: Gateway) -> None:
+        gateway.session = create_client_session(
+            connect_timeout=settings.upstream_connect_timeout,
+            read_timeout=settings.upstream_timeout,
+            pool_size=1000,
+            propagate=False,  # the gateway sets these headers itself
+            decompress=False,
+        )
+        verifier: TokenVerifier | None = None
+
+        def forget() -> None:
+            if verifier is not None:
+                verifier.forget()
+
+        keys = JwksCache(
+            jwks_url,
+            gateway.session,
+            ttl=settings.jwks_cache_ttl,
+            min_refetch_interval=settings.jwks_min_refetch_interval,
+            on_change=forget,
+        )
+        verifier = TokenVerifier(keys.get, issuer=settings.issuer, audience=settings.audience)
+        gateway.verifier = verifier
+
+    async def shutdown(gateway: Gateway) -> None:
+        if gateway.session is not None:
+            await gateway.session.close()
+        await gateway.limits.close()
+
+    async def ready(gateway: Gateway) -> bool:
+        if gateway.session is None:
+            return False
+        try:
+            async with gateway.session.get(jwks_url) as response:
+                return response.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    return Gateway(
+        GatewayConfig(
+            upstreams=upstreams,
+            max_body_bytes=settings.max_body_bytes,
+            timeout=aiohttp.ClientTimeout(
+                total=settings.upstream_timeout, sock_connect=settings.upstream_connect_timeout
+            ),
+            trust_forwarded_for=settings.trust_forwarded_for,
+        ),
+        routes=RouteTable(),
+        limits=RateLimits(
+            default=settings.rate_limit_default,
+            auth=settings.rate_limit_auth,
+            redis_url=settings.redis_url,
+        ),
+        startup=startup,
+        shutdown=shutdown,
+        ready=ready,
+    )
