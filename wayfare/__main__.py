@@ -1,0 +1,3 @@
+from wayfare.cli import app
+
+app(prog_name="wayfare")
