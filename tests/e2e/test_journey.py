@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import httpx
 
@@ -11,7 +12,7 @@ from tests.e2e.system import RunningSystem
 PASSWORD = "a long enough passphrase"
 
 
-def register_and_login(client: httpx.Client, name: str = "Ada") -> tuple[str, dict[str, str]]:
+def register_and_login(client: httpx.Client, name: str = "Ada") -> tuple[str, dict[str, Any]]:
     email = f"{name.lower()}-{uuid.uuid4().hex[:8]}@example.com"
     created = client.post(
         "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "name": name}
