@@ -92,9 +92,7 @@ def parse_wrk(output: str) -> WrkResult:
     )
 
 
-def run_wrk(
-    url: str, token: str, *, cpu: int, connections: int, duration: float, latency: bool = True
-) -> WrkResult:
+def run_wrk(url: str, token: str, *, cpu: int, connections: int, duration: float) -> WrkResult:
     # One thread: wrk has one core, and more threads would only fight over it.
     command = [
         "taskset",
@@ -109,7 +107,7 @@ def run_wrk(
         "10s",
         "-H",
         f"Authorization: Bearer {token}",
-        *(["--latency"] if latency else []),
+        "--latency",
         url,
     ]
     done = subprocess.run(
@@ -232,6 +230,13 @@ def wait_ready(server: Server, path: str, timeout: float = 60.0) -> None:
     raise TimeoutError(f"{server.name} not ready within {timeout} s:\n{_tail(server.log)}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, all its threads included."""
+    # Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def affinity(pid: int) -> str:
     cpus = sorted(os.sched_getaffinity(pid))
     return ",".join(str(c) for c in cpus)
@@ -243,8 +248,40 @@ def affinity(pid: int) -> str:
 @dataclass(frozen=True)
 class Target:
     name: str
-    label: str
     url: str
+    # The servers a request to this target passes through, for CPU per request.
+    path: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    wrk: WrkResult
+    # CPU microseconds each server spent per answered request, and how busy the servers'
+    # core was: near 100% means throughput is bounded by that CPU, and then req/s is
+    # 1 / (sum of the CPU per request of the servers in the path).
+    cpu_us: dict[str, float]
+    core_busy: float
+
+
+def measure(
+    target: Target, token: str, servers: Sequence[Server], *, cpu: int, args: argparse.Namespace
+) -> Measurement:
+    if args.warmup > 0:
+        # Fills the connection pools and warms caches (token, JWKS, SQLite pages).
+        run_wrk(target.url, token, cpu=cpu, connections=args.connections, duration=args.warmup)
+    before = {s.name: cpu_seconds(s.process.pid) for s in servers}
+    started = time.monotonic()
+    result = run_wrk(
+        target.url, token, cpu=cpu, connections=args.connections, duration=args.duration
+    )
+    wall = time.monotonic() - started
+    spent = {s.name: cpu_seconds(s.process.pid) - before[s.name] for s in servers}
+    return Measurement(
+        wrk=result,
+        cpu_us={name: spent[name] / max(1, result.requests) * 1e6 for name in target.path},
+        # wrk's own start and stop are inside `wall`, so this reads a little low.
+        core_busy=sum(spent.values()) / wall,
+    )
 
 
 def base_env(data_dir: Path) -> dict[str, str]:
@@ -280,7 +317,17 @@ def start_system(fleet: Fleet, data_dir: Path, *, cpu: int) -> tuple[list[Target
     users_port, proxy_port, gateway_port = free_port(), free_port(), free_port()
     users = fleet.start(
         "users",
-        [sys.executable, "-m", "wayfare", "serve", "users", "--host", HOST, "--port", f"{users_port}"],
+        [
+            sys.executable,
+            "-m",
+            "wayfare",
+            "serve",
+            "users",
+            "--host",
+            HOST,
+            "--port",
+            f"{users_port}",
+        ],
         env=env,
         cpu=cpu,
         port=users_port,
@@ -346,9 +393,9 @@ def start_system(fleet: Fleet, data_dir: Path, *, cpu: int) -> tuple[list[Target
     wait_ready(proxy, "/healthz")
     wait_ready(gateway, "/readyz")
     targets = [
-        Target("direct", "users service", f"{users.url}/users/me"),
-        Target("passthrough", "bare aiohttp proxy", f"{proxy.url}/users/me"),
-        Target("gateway", "wayfare gateway", f"{gateway.url}/api/v1/users/me"),
+        Target("direct", f"{users.url}/users/me", ("users",)),
+        Target("passthrough", f"{proxy.url}/users/me", ("passthrough", "users")),
+        Target("gateway", f"{gateway.url}/api/v1/users/me", ("gateway", "users")),
     ]
     return targets, token
 
@@ -378,49 +425,63 @@ def check_targets(targets: Sequence[Target], token: str) -> None:
     """All three must answer the same user, or the comparison would be meaningless."""
     bodies = {}
     for target in targets:
-        host_url, _, path = target.url.partition("/users/me")[0].rpartition("/")[0], "", ""
-        base, _, rest = target.url.removeprefix("http://").partition("/")
-        status, body = request(f"http://{base}", f"/{rest}", token=token)
+        base, path = split_url(target.url)
+        status, body = request(base, path, token=token)
         if status != 200:
             raise RuntimeError(f"{target.name}: GET {target.url} answered {status}: {body!r}")
         bodies[target.name] = json.loads(body)["email"]
-        del host_url, path
     if set(bodies.values()) != {USER_EMAIL}:
         raise RuntimeError(f"the targets disagree on who is calling: {bodies}")
 
 
-def median_result(results: Sequence[WrkResult]) -> WrkResult:
+def split_url(url: str) -> tuple[str, str]:
+    """`http://host:port/path` as (`http://host:port`, `/path`)."""
+    authority, _, path = url.removeprefix("http://").partition("/")
+    return f"http://{authority}", f"/{path}"
+
+
+def median_measurement(runs: Sequence[Measurement]) -> Measurement:
     # Each figure's own median: with several rounds, one noisy round does not decide.
-    return WrkResult(
-        requests_per_s=statistics.median(r.requests_per_s for r in results),
-        p50_ms=statistics.median(r.p50_ms for r in results),
-        p75_ms=statistics.median(r.p75_ms for r in results),
-        p90_ms=statistics.median(r.p90_ms for r in results),
-        p99_ms=statistics.median(r.p99_ms for r in results),
-        requests=sum(r.requests for r in results),
-        non_2xx=sum(r.non_2xx for r in results),
-        socket_errors=sum(r.socket_errors for r in results),
+    results = [m.wrk for m in runs]
+    return Measurement(
+        wrk=WrkResult(
+            requests_per_s=statistics.median(r.requests_per_s for r in results),
+            p50_ms=statistics.median(r.p50_ms for r in results),
+            p75_ms=statistics.median(r.p75_ms for r in results),
+            p90_ms=statistics.median(r.p90_ms for r in results),
+            p99_ms=statistics.median(r.p99_ms for r in results),
+            requests=sum(r.requests for r in results),
+            non_2xx=sum(r.non_2xx for r in results),
+            socket_errors=sum(r.socket_errors for r in results),
+        ),
+        cpu_us={name: statistics.median(m.cpu_us[name] for m in runs) for name in runs[0].cpu_us},
+        core_busy=statistics.median(m.core_busy for m in runs),
     )
 
 
-def print_table(targets: Sequence[Target], results: dict[str, WrkResult]) -> None:
+def print_table(targets: Sequence[Target], measured: dict[str, Measurement]) -> None:
     header = (
-        f"{'target':<12} {'path':<22} {'req/s':>9} {'p50 ms':>8} {'p75 ms':>8} "
-        f"{'p90 ms':>8} {'p99 ms':>8} {'requests':>9} {'errors':>7}"
+        f"{'target':<12} {'path':<17} {'req/s':>7} {'p50 ms':>7} {'p75 ms':>7} "
+        f"{'p90 ms':>7} {'p99 ms':>7} {'errors':>6} {'users us/req':>12} "
+        f"{'proxy us/req':>12} {'core busy':>9}"
     )
     print(header)
     print("-" * len(header))
     for target in targets:
-        r = results[target.name]
-        path = "/" + target.url.removeprefix("http://").partition("/")[2]
+        m = measured[target.name]
+        r = m.wrk
+        proxy = target.path[0] if len(target.path) > 1 else None
+        proxy_cpu = f"{m.cpu_us[proxy]:>12.0f}" if proxy else f"{'-':>12}"
         print(
-            f"{target.name:<12} {path:<22} {r.requests_per_s:>9.0f} {r.p50_ms:>8.2f} "
-            f"{r.p75_ms:>8.2f} {r.p90_ms:>8.2f} {r.p99_ms:>8.2f} {r.requests:>9} "
-            f"{r.non_2xx + r.socket_errors:>7}"
+            f"{target.name:<12} {split_url(target.url)[1]:<17} {r.requests_per_s:>7.0f} "
+            f"{r.p50_ms:>7.2f} {r.p75_ms:>7.2f} {r.p90_ms:>7.2f} {r.p99_ms:>7.2f} "
+            f"{r.non_2xx + r.socket_errors:>6} {m.cpu_us['users']:>12.0f} {proxy_cpu} "
+            f"{m.core_busy:>9.0%}"
         )
 
 
-def print_ratios(results: dict[str, WrkResult]) -> bool:
+def print_ratios(measured: dict[str, Measurement]) -> bool:
+    results = {name: m.wrk for name, m in measured.items()}
     direct, proxy, gateway = results["direct"], results["passthrough"], results["gateway"]
     share = gateway.requests_per_s / proxy.requests_per_s
     over_direct = gateway.p50_ms - direct.p50_ms
@@ -450,6 +511,10 @@ def print_ratios(results: dict[str, WrkResult]) -> bool:
         f"passthrough / direct {proxy.requests_per_s / direct.requests_per_s:.1%}, "
         f"passthrough adds {proxy.p50_ms - direct.p50_ms:+.2f} ms p50 over direct"
     )
+    extra_cpu = (
+        measured["gateway"].cpu_us["gateway"] - measured["passthrough"].cpu_us["passthrough"]
+    )
+    print(f"gateway CPU per request over the pass-through's: {extra_cpu:+.0f} us")
     return all(ok for _, _, ok in checks)
 
 
@@ -464,9 +529,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--server-cpu", type=int, default=1, help="core for every server")
     parser.add_argument("--client-cpu", type=int, default=0, help="core for wrk")
     parser.add_argument("--keep", action="store_true", help="keep the data dir and logs")
-    parser.add_argument(
-        "--check", action="store_true", help="exit 1 when a target is missed"
-    )
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.connections < 1 or args.rounds < 1 or args.warmup < 0:
         parser.error("--duration, --connections and --rounds must be positive")
@@ -517,33 +580,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"({args.duration:g} s per run, {args.warmup:g} s warm-up, "
                 f"{args.rounds} round(s))"
             )
-            runs: dict[str, list[WrkResult]] = {t.name: [] for t in targets}
+            runs: dict[str, list[Measurement]] = {t.name: [] for t in targets}
             for round_ in range(args.rounds):
                 # Interleaved, so that a slow spell of the machine hits every target alike.
                 for target in targets:
-                    if args.warmup > 0:
-                        run_wrk(
-                            target.url,
-                            token,
-                            cpu=args.client_cpu,
-                            connections=args.connections,
-                            duration=args.warmup,
-                            latency=False,
-                        )
-                    result = run_wrk(
-                        target.url,
-                        token,
-                        cpu=args.client_cpu,
-                        connections=args.connections,
-                        duration=args.duration,
-                    )
-                    runs[target.name].append(result)
+                    m = measure(target, token, fleet.servers, cpu=args.client_cpu, args=args)
+                    runs[target.name].append(m)
                     print(
-                        f"  round {round_ + 1} {target.name:<12} {result.requests_per_s:>8.0f} "
-                        f"req/s  p50 {result.p50_ms:.2f} ms  p99 {result.p99_ms:.2f} ms",
+                        f"  round {round_ + 1} {target.name:<12} {m.wrk.requests_per_s:>7.0f} "
+                        f"req/s  p50 {m.wrk.p50_ms:.2f} ms  p99 {m.wrk.p99_ms:.2f} ms",
                         flush=True,
                     )
-            results = {name: median_result(rs) for name, rs in runs.items()}
+            results = {name: median_measurement(rs) for name, rs in runs.items()}
             access_lines = sum(
                 1
                 for line in (directory / "gateway.log").read_text(errors="replace").splitlines()
@@ -554,10 +602,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print()
             met = print_ratios(results)
             print(f"gateway access-log lines written during the run: {access_lines}")
-            if any(r.non_2xx or r.socket_errors for r in results.values()):
+            if any(m.wrk.non_2xx or m.wrk.socket_errors for m in results.values()):
                 print("WARNING: some requests failed; see the errors column")
                 met = False
-        except BaseException:
+        except Exception:
             for server in fleet.servers:
                 print(f"--- {server.name} log (tail)\n{_tail(server.log)}", file=sys.stderr)
             raise

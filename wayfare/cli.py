@@ -18,8 +18,10 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
+from wayfare.kit.bus import MemoryBus
 from wayfare.kit.observability import configure_logging
 from wayfare.kit.settings import Settings
+from wayfare.services.audit import bootstrap as audit
 from wayfare.services.gateway import bootstrap as gateway
 from wayfare.services.users import bootstrap as users
 
@@ -33,13 +35,14 @@ console = Console()
 
 @dataclass(frozen=True)
 class ServiceEntry:
-    create_app: Callable[[Settings], Any]
+    create_app: Callable[..., Any]
     migrate: Callable[[Settings], Awaitable[None]] | None = None
 
 
 # Order matters for `up`: the services first, the gateway that fronts them last.
 SERVICES: dict[str, ServiceEntry] = {
     users.NAME: ServiceEntry(users.create_app, users.migrate),
+    audit.NAME: ServiceEntry(audit.create_app, audit.migrate),
     gateway.NAME: ServiceEntry(gateway.create_app),
 }
 BACKENDS = [name for name in SERVICES if name != gateway.NAME]
@@ -111,9 +114,12 @@ async def _up(settings: Settings, host: str, port: int) -> None:
     gateway_settings = settings.model_copy(
         update={"upstreams": {name: [url] for name, url in urls.items()}}
     )
+    # One in-process bus for every service, as one RabbitMQ would be.
+    bus = MemoryBus()
+    await bus.start()
     servers: dict[str, tuple[_Server, str]] = {}
     for name in BACKENDS:
-        app_ = SERVICES[name].create_app(settings)
+        app_ = SERVICES[name].create_app(gateway_settings, bus=bus)
         servers[name] = (
             _Server(_uvicorn_config(app_, "127.0.0.1", int(urls[name].rsplit(":", 1)[1]))),
             urls[name],
@@ -150,6 +156,7 @@ async def _up(settings: Settings, host: str, port: int) -> None:
     finally:
         stop()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await bus.close()
         console.print("Wayfare stopped.")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.system import RunningSystem, distributed, embedded
-from wayfare.kit.testing.servers import PostgresServer, RedisServer
+from wayfare.kit.testing.servers import PostgresServer, RabbitMQServer, RedisServer
 
 
 @pytest.fixture(scope="module")
@@ -20,11 +20,17 @@ _databases = iter(range(1, 1_000_000))
 
 @pytest.fixture(scope="module")
 def distributed_system(
-    tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer, redis: RedisServer
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres: PostgresServer,
+    redis: RedisServer,
+    rabbitmq: RabbitMQServer,
 ) -> Iterator[RunningSystem]:
     database_url = postgres.create_database(f"wayfare_{next(_databases)}")
     with distributed(
-        tmp_path_factory.mktemp("distributed"), database_url=database_url, redis_url=redis.url
+        tmp_path_factory.mktemp("distributed"),
+        database_url=database_url,
+        redis_url=redis.url,
+        broker_url=rabbitmq.url,
     ) as systems:
         yield systems[0]
 

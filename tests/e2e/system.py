@@ -130,37 +130,42 @@ def embedded(data_dir: Path, **overrides: str) -> Iterator[RunningSystem]:
             stop(proc)
 
 
-@dataclass
-class Distributed:
-    env: dict[str, str]
-    data_dir: Path
-    users_urls: list[str] = field(default_factory=list)
+BACKENDS = ("users", "audit")
 
 
 @contextlib.contextmanager
 def distributed(
-    data_dir: Path, *, database_url: str, redis_url: str, gateways: int = 1, **overrides: str
+    data_dir: Path,
+    *,
+    database_url: str,
+    redis_url: str,
+    broker_url: str | None = None,
+    gateways: int = 1,
+    **overrides: str,
 ) -> Iterator[list[RunningSystem]]:
-    """`wayfare serve` per service on PostgreSQL and Redis; one system per gateway replica."""
+    """`wayfare serve` per service on PostgreSQL, Redis (and RabbitMQ); a system per gateway."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    env = _base_env(
-        data_dir,
-        {"WAYFARE_DATABASE_URL": database_url, "WAYFARE_REDIS_URL": redis_url, **overrides},
-    )
+    urls = {"WAYFARE_DATABASE_URL": database_url, "WAYFARE_REDIS_URL": redis_url}
+    if broker_url:
+        urls["WAYFARE_BROKER_URL"] = broker_url
+    ports = {name: free_port() for name in BACKENDS}
+    upstreams = {name: [f"http://127.0.0.1:{port}"] for name, port in ports.items()}
+    env = _base_env(data_dir, {**urls, "WAYFARE_UPSTREAMS": json.dumps(upstreams), **overrides})
     subprocess.run(
         [sys.executable, "-m", "wayfare", "migrate"], env=env, check=True, capture_output=True
     )
     processes: dict[str, subprocess.Popen[bytes]] = {}
     systems: list[RunningSystem] = []
     try:
-        users_port = free_port()
-        users_url = f"http://127.0.0.1:{users_port}"
-        processes["users"] = wayfare(
-            "serve", "users", "--port", str(users_port), env=env, log=data_dir / "users.log"
-        )
-        probe = RunningSystem(url=users_url, data_dir=data_dir, env=env, processes=processes)
-        _wait_ready(probe, users_url)
-        gateway_env = {**env, "WAYFARE_UPSTREAMS": json.dumps({"users": [users_url]})}
+        for name, port in ports.items():
+            processes[name] = wayfare(
+                "serve", name, "--port", str(port), env=env, log=data_dir / f"{name}.log"
+            )
+        for name in BACKENDS:
+            probe = RunningSystem(
+                url=upstreams[name][0], data_dir=data_dir, env=env, processes=processes
+            )
+            _wait_ready(probe, probe.url)
         for index in range(gateways):
             port = free_port()
             processes[f"gateway{index}"] = wayfare(
@@ -168,14 +173,11 @@ def distributed(
                 "gateway",
                 "--port",
                 str(port),
-                env=gateway_env,
+                env=env,
                 log=data_dir / f"gateway{index}.log",
             )
             system = RunningSystem(
-                url=f"http://127.0.0.1:{port}",
-                data_dir=data_dir,
-                env=gateway_env,
-                processes=processes,
+                url=f"http://127.0.0.1:{port}", data_dir=data_dir, env=env, processes=processes
             )
             _wait_ready(system, system.url)
             systems.append(system)

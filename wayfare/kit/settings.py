@@ -63,6 +63,9 @@ class Settings(BaseSettings):
         False, description="take the client address from X-Forwarded-For (behind a proxy)"
     )
 
+    audit_batch_size: int = Field(500, ge=1, description="audit: events written per batch")
+    audit_batch_wait: float = Field(0.2, gt=0, description="audit: seconds a batch may wait")
+
     def service_database_url(self, service: str) -> str:
         """The service's own database: an override, the shared server, or a SQLite file."""
         override = os.environ.get(f"WAYFARE_{service.upper()}_DATABASE_URL")

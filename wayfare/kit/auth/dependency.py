@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from wayfare.kit.auth.tokens import InvalidToken, Principal, TokenVerifier
 from wayfare.kit.problems import Problem
 
-__all__ = ["CurrentUser", "bearer_token", "current_user", "unauthorized"]
+__all__ = ["AdminUser", "CurrentUser", "admin_user", "bearer_token", "current_user", "unauthorized"]
 
 
 def unauthorized(detail: str = "a valid bearer token is required") -> Problem:
@@ -36,4 +36,12 @@ async def current_user(request: Request) -> Principal:
         raise unauthorized("the bearer token is invalid") from exc
 
 
+async def admin_user(request: Request) -> Principal:
+    principal = await current_user(request)
+    if not principal.is_admin:
+        raise Problem(403, "this needs an administrator")
+    return principal
+
+
 CurrentUser = Annotated[Principal, Depends(current_user)]
+AdminUser = Annotated[Principal, Depends(admin_user)]

@@ -69,15 +69,21 @@ class JwksCache:
         try:
             async with self._session.get(self.url) as response:
                 response.raise_for_status()
-                document: dict[str, Any] = await response.json(content_type=None)
+                document: Any = await response.json(content_type=None)
         finally:
             # Failed fetches count too, so a dead users service is not hammered.
             self._fetched_at = time.monotonic()
+        entries = document.get("keys") if isinstance(document, dict) else None
+        if not isinstance(entries, list):
+            # Not a key set (an error page, a proxy's JSON): a failed fetch, not "no keys".
+            raise ValueError("the JWKS document has no list of keys")
         keys: dict[str, jwt.PyJWK] = {}
-        for entry in document.get("keys", []):
+        for entry in entries:
             try:
+                if not isinstance(entry, dict):
+                    raise TypeError(f"a JWK is an object, not {type(entry).__name__}")
                 keys[str(entry["kid"])] = jwt.PyJWK(entry)
-            except (KeyError, jwt.PyJWTError) as exc:
+            except (KeyError, TypeError, jwt.PyJWTError) as exc:
                 _log.warning("jwks entry skipped", error=repr(exc))
         changed = keys.keys() != self._keys.keys()
         self._keys = keys

@@ -7,7 +7,8 @@
 from wayfare.kit.bus._backoff import Backoff
 from wayfare.kit.bus.amqp import AmqpBus
 from wayfare.kit.bus.envelope import Event, MalformedEvent
-from wayfare.kit.bus.memory import MemoryBus
+from wayfare.kit.bus.factory import bus_for
+from wayfare.kit.bus.memory import MemoryBus, topic_matches
 from wayfare.kit.bus.port import BatchHandler, DeadLetter, EventBus, Handler
 
 __all__ = [
@@ -20,4 +21,6 @@ __all__ = [
     "Handler",
     "MalformedEvent",
     "MemoryBus",
+    "bus_for",
+    "topic_matches",
 ]

@@ -74,9 +74,8 @@ class Gateway:
         self.routes = routes
         self.limits = limits
         self.replicas = {name: RoundRobin(urls) for name, urls in config.upstreams.items()}
-        missing = routes.services - self.replicas.keys()
-        if missing:
-            raise ValueError(f"no upstream URLs for {sorted(missing)}")
+        for missing in sorted(routes.services - self.replicas.keys()):
+            _log.warning("no upstream configured; its routes answer 503", service=missing)
         self._startup = startup
         self._shutdown = shutdown
         self._ready = ready
@@ -139,6 +138,9 @@ class Gateway:
             if route is None or _has_dot_segment(path):
                 raise _Reply(404, "no route for this path")
             service = route.service
+            replicas = self.replicas.get(service)
+            if replicas is None:
+                raise _Reply(503, f"the {service} service is not configured")
             principal = await self._authenticate(headers, required=not route.public)
             upstream_path = route.upstream_path(path)
             policy = self.limits.auth if upstream_path in route.strict_paths else None
@@ -148,7 +150,7 @@ class Gateway:
             assert self.session is not None
             result = await forward(
                 self.session,
-                self.replicas[route.service],
+                replicas,
                 method=method,
                 path_qs=path_qs,
                 headers=request_headers(headers, self._extra_headers(scope, request_id, principal)),

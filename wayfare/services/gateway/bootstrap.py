@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from wayfare.kit.auth import JwksCache, TokenVerifier
+from wayfare.kit.auth.remote import jwks_url, remote_verifier
 from wayfare.kit.http import create_client_session
 from wayfare.kit.settings import Settings
 from wayfare.services.gateway.app import Gateway, GatewayConfig
@@ -17,12 +17,7 @@ NAME = "gateway"
 
 
 def create_app(settings: Settings) -> Gateway:
-    upstreams = settings.upstreams
-    jwks_url = settings.jwks_url or (
-        f"{upstreams['users'][0].rstrip('/')}/.well-known/jwks.json" if "users" in upstreams else ""
-    )
-    if not jwks_url:
-        raise ValueError("the gateway needs WAYFARE_JWKS_URL or a users upstream")
+    keys_url = jwks_url(settings)
 
     async def startup(gateway: Gateway) -> None:
         gateway.session = create_client_session(
@@ -32,21 +27,7 @@ def create_app(settings: Settings) -> Gateway:
             propagate=False,  # the gateway sets these headers itself
             decompress=False,
         )
-        verifier: TokenVerifier | None = None
-
-        def forget() -> None:
-            if verifier is not None:
-                verifier.forget()
-
-        keys = JwksCache(
-            jwks_url,
-            gateway.session,
-            ttl=settings.jwks_cache_ttl,
-            min_refetch_interval=settings.jwks_min_refetch_interval,
-            on_change=forget,
-        )
-        verifier = TokenVerifier(keys.get, issuer=settings.issuer, audience=settings.audience)
-        gateway.verifier = verifier
+        gateway.verifier = remote_verifier(settings, gateway.session)
 
     async def shutdown(gateway: Gateway) -> None:
         if gateway.session is not None:
@@ -57,14 +38,14 @@ def create_app(settings: Settings) -> Gateway:
         if gateway.session is None:
             return False
         try:
-            async with gateway.session.get(jwks_url) as response:
+            async with gateway.session.get(keys_url) as response:
                 return response.status == 200
         except aiohttp.ClientError:
             return False
 
     return Gateway(
         GatewayConfig(
-            upstreams=upstreams,
+            upstreams=settings.upstreams,
             max_body_bytes=settings.max_body_bytes,
             timeout=aiohttp.ClientTimeout(
                 total=settings.upstream_timeout, sock_connect=settings.upstream_connect_timeout

@@ -29,6 +29,7 @@ DEFAULT_ROUTES: tuple[Route, ...] = (
         strict_paths=frozenset({"/auth/login", "/auth/register"}),
     ),
     Route("/api/v1/users/", "users"),
+    Route("/api/v1/events/", "audit"),
     Route("/.well-known/jwks.json", "users", public=True, strip=""),
 )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import jwt
@@ -11,8 +11,11 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from wayfare.kit.auth import REFRESH_TYP, KeyLookup, TokenSigner, TokenVerifier
+from wayfare.kit.bus import EventBus, bus_for
 from wayfare.kit.db import UnitOfWork, create_engine, ping, upgrade
+from wayfare.kit.db.uow import CommitHook
 from wayfare.kit.observability import get_logger
+from wayfare.kit.outbox import OutboxRelay
 from wayfare.kit.service import create_service
 from wayfare.kit.settings import Settings
 from wayfare.services.users import keyring
@@ -31,8 +34,10 @@ def _engine(settings: Settings) -> AsyncEngine:
     return create_engine(settings.service_database_url(NAME), settings, schema=NAME)
 
 
-def _accounts(settings: Settings, engine: AsyncEngine) -> Accounts:
-    uow = UnitOfWork(engine)
+def _accounts(
+    settings: Settings, engine: AsyncEngine, *, on_commit: CommitHook | None = None
+) -> Accounts:
+    uow = UnitOfWork(engine, on_commit=on_commit)
 
     return Accounts(
         uow=uow,
@@ -91,25 +96,34 @@ async def rotate_keys(settings: Settings) -> tuple[str, list[str]]:
         await engine.dispose()
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, bus: EventBus | None = None) -> FastAPI:
+    """The users service; `bus` is shared when several services run in one process."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = _engine(settings)
-        accounts = _accounts(settings, engine)
-        async with accounts.uow.begin() as session:
-            await keyring.ensure_active_key(session)
-
-        app.state.engine = engine
-        app.state.accounts = accounts
-        app.state.verifier = TokenVerifier(
-            _key_lookup(accounts.uow, published_within=settings.access_token_ttl),
-            issuer=settings.issuer,
-            audience=settings.audience,
-        )
-        try:
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(engine.dispose)
+            events = bus
+            if events is None:
+                events = bus_for(settings.broker_url)
+                await events.start()
+                stack.push_async_callback(events.close)
+            relay = OutboxRelay(engine, events)
+            accounts = _accounts(settings, engine, on_commit=relay.after_commit)
+            async with accounts.uow.begin() as session:
+                await keyring.ensure_active_key(session)
+            await relay.start()
+            stack.push_async_callback(relay.close)
+            app.state.engine = engine
+            app.state.relay = relay
+            app.state.accounts = accounts
+            app.state.verifier = TokenVerifier(
+                _key_lookup(accounts.uow, published_within=settings.access_token_ttl),
+                issuer=settings.issuer,
+                audience=settings.audience,
+            )
             yield
-        finally:
-            await engine.dispose()
 
     async def database(app: FastAPI) -> None:
         await ping(app.state.engine)

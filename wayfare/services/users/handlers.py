@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from wayfare.kit.auth import ACCESS_TYP, REFRESH_TYP, InvalidToken, TokenSigner, TokenVerifier
+from wayfare.kit.bus import Event
 from wayfare.kit.db import UnitOfWork, utcnow
+from wayfare.kit.outbox import record
 from wayfare.services.users import keyring, store
 from wayfare.services.users.domain import (
     InvalidCredentials,
@@ -65,6 +67,7 @@ async def register(ctx: Accounts, *, email: str, password: str, name: str) -> st
     )
     async with ctx.uow.begin() as session:
         await store.add_account(session, account)
+        await record(session, _user_event("user.created", account))
     return account
 
 
@@ -117,8 +120,9 @@ async def rename(ctx: Accounts, *, user_id: str, name: str) -> store.Account:
     async with ctx.uow.begin() as session:
         await store.rename_account(session, user_id, name)
         account = await store.account_by_id(session, user_id)
-    if account is None:
-        raise UserNotFound(user_id)
+        if account is None:
+            raise UserNotFound(user_id)
+        await record(session, _user_event("user.updated", account))
     return account
 
 
@@ -143,7 +147,17 @@ async def ensure_admin(ctx: Accounts, *, email: str, password: str | None) -> st
     )
     async with ctx.uow.begin() as session:
         await store.add_account(session, account)
+        await record(session, _user_event("user.created", account))
     return generated
+
+
+def _user_event(type_: str, account: store.Account) -> Event:
+    return Event.new(
+        type=type_,
+        source="users",
+        subject=account.id,
+        data={"id": account.id, "email": account.email, "name": account.name, "role": account.role},
+    )
 
 
 async def _redeemable(

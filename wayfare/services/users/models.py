@@ -5,8 +5,9 @@ from __future__ import annotations
 from sqlalchemy import Column, ForeignKey, Index, LargeBinary, MetaData, String, Table
 
 from wayfare.kit.db import UtcDateTime
+from wayfare.kit.outbox import outbox_table
 
-__all__ = ["metadata", "refresh_tokens", "signing_keys", "users"]
+__all__ = ["metadata", "outbox", "refresh_tokens", "signing_keys", "users"]
 
 metadata = MetaData()
 
@@ -44,3 +45,5 @@ signing_keys = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("retired_at", UtcDateTime(), nullable=True),
 )
+
+outbox = outbox_table(metadata)
