@@ -134,9 +134,10 @@ async def test_events_left_by_a_crash_are_published_by_the_sweep(
         await relay.close()
 
 
-async def test_concurrent_relays_publish_each_row_once(engine: AsyncEngine, bus: MemoryBus) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite has one writer at a time; SKIP LOCKED is PostgreSQL's")
+async def test_concurrent_relays_on_postgres_publish_each_row_once(
+    pg_engine: AsyncEngine, bus: MemoryBus
+) -> None:
+    engine = pg_engine  # SQLite has one writer at a time; SKIP LOCKED is PostgreSQL's
     seen = await collect(bus)
     uow = UnitOfWork(engine)
     async with uow.begin() as session:
