@@ -63,6 +63,16 @@ class Settings(BaseSettings):
         False, description="take the client address from X-Forwarded-For (behind a proxy)"
     )
 
+    service_token: SecretStr | None = Field(
+        None, description="shared secret of internal endpoints; generated per run embedded"
+    )
+    hold_ttl: int = Field(900, ge=1, description="seconds a hotel or flight hold lives unconfirmed")
+    booking_wait: float = Field(
+        5.0, ge=0, description="seconds POST /bookings waits for the saga before answering 202"
+    )
+    max_pending_bookings: int = Field(
+        5, ge=1, description="pending bookings one traveller may have"
+    )
     audit_batch_size: int = Field(500, ge=1, description="audit: events written per batch")
     audit_batch_wait: float = Field(0.2, gt=0, description="audit: seconds a batch may wait")
 

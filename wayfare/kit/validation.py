@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import AfterValidator, StringConstraints
@@ -9,9 +10,14 @@ from pydantic import AfterValidator, StringConstraints
 __all__ = ["Name", "SafeStr"]
 
 
+# Unicode's control characters (C0, DEL, C1), tab and line breaks excepted.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
 def _no_control_bytes(value: str) -> str:
-    # PostgreSQL refuses NUL in text, and control bytes have no place in names or emails.
-    if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in value):
+    # PostgreSQL refuses NUL in text, and control bytes (C1's CSI is a terminal escape
+    # too) have no place in names or emails.
+    if _CONTROL.search(value):
         raise ValueError("control characters are not allowed")
     return value
 

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from wayfare.kit.auth.remote import remote_verifier
-from wayfare.kit.bus import Event, EventBus, bus_for
-from wayfare.kit.db import create_engine, ping, upgrade
-from wayfare.kit.http import create_client_session
+from wayfare.kit.bus import Event, EventBus
+from wayfare.kit.db import ping
+from wayfare.kit.resources import migrate_service, open_resources
 from wayfare.kit.service import create_service
 from wayfare.kit.settings import Settings
 from wayfare.services.audit.api import router
@@ -23,18 +22,13 @@ __all__ = ["NAME", "QUEUE", "create_app", "migrate"]
 NAME = "audit"
 QUEUE = "audit"
 MIGRATIONS = Path(__file__).parent / "migrations"
-
-
-def _engine(settings: Settings) -> AsyncEngine:
-    return create_engine(settings.service_database_url(NAME), settings, schema=NAME)
+# Database outages are retried inside `ingest`; only events that fail on their own
+# (a value the log cannot store) count attempts towards the dead-letter queue.
+MAX_ATTEMPTS = 10
 
 
 async def migrate(settings: Settings) -> None:
-    engine = _engine(settings)
-    try:
-        await upgrade(engine, MIGRATIONS, schema=NAME)
-    finally:
-        await engine.dispose()
+    await migrate_service(settings, NAME, MIGRATIONS)
 
 
 def create_app(settings: Settings, *, bus: EventBus | None = None) -> FastAPI:
@@ -42,30 +36,24 @@ def create_app(settings: Settings, *, bus: EventBus | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = _engine(settings)
-        async with AsyncExitStack() as stack:
-            stack.push_async_callback(engine.dispose)
-            session = create_client_session()
-            stack.push_async_callback(session.close)
-            events = bus
-            if events is None:
-                events = bus_for(settings.broker_url)
-                await events.start()
-                stack.push_async_callback(events.close)
+        # Audit only consumes; it records no events of its own.
+        async with open_resources(settings, NAME, bus=bus, outbox=False) as resources:
+            engine = resources.engine
 
             async def write(batch: list[Event]) -> None:
                 await ingest(engine, batch)
 
             # Every event, in batches; an outage of the database holds the batch, unacked.
-            await events.subscribe_batch(
+            await resources.bus.subscribe_batch(
                 QUEUE,
                 ["#"],
                 write,
                 max_batch=settings.audit_batch_size,
                 max_wait=settings.audit_batch_wait,
+                max_attempts=MAX_ATTEMPTS,
             )
             app.state.engine = engine
-            app.state.verifier = remote_verifier(settings, session)
+            app.state.verifier = remote_verifier(settings, resources.http)
             yield
 
     async def database(app: FastAPI) -> None:

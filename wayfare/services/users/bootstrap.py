@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import jwt
@@ -11,11 +11,10 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from wayfare.kit.auth import REFRESH_TYP, KeyLookup, TokenSigner, TokenVerifier
-from wayfare.kit.bus import EventBus, bus_for
-from wayfare.kit.db import UnitOfWork, create_engine, ping, upgrade
-from wayfare.kit.db.uow import CommitHook
+from wayfare.kit.bus import EventBus
+from wayfare.kit.db import UnitOfWork, ping
 from wayfare.kit.observability import get_logger
-from wayfare.kit.outbox import OutboxRelay
+from wayfare.kit.resources import migrate_service, open_resources, service_engine
 from wayfare.kit.service import create_service
 from wayfare.kit.settings import Settings
 from wayfare.services.users import keyring
@@ -31,13 +30,10 @@ _log = get_logger("wayfare.users")
 
 
 def _engine(settings: Settings) -> AsyncEngine:
-    return create_engine(settings.service_database_url(NAME), settings, schema=NAME)
+    return service_engine(settings, NAME)
 
 
-def _accounts(
-    settings: Settings, engine: AsyncEngine, *, on_commit: CommitHook | None = None
-) -> Accounts:
-    uow = UnitOfWork(engine, on_commit=on_commit)
+def _accounts(settings: Settings, uow: UnitOfWork) -> Accounts:
 
     return Accounts(
         uow=uow,
@@ -63,11 +59,7 @@ def _key_lookup(uow: UnitOfWork, *, published_within: int | None) -> KeyLookup:
 
 
 async def migrate(settings: Settings) -> None:
-    engine = _engine(settings)
-    try:
-        await upgrade(engine, MIGRATIONS, schema=NAME)
-    finally:
-        await engine.dispose()
+    await migrate_service(settings, NAME, MIGRATIONS)
 
 
 async def prepare(settings: Settings) -> str | None:
@@ -81,7 +73,7 @@ async def prepare(settings: Settings) -> str | None:
                 await keyring.ensure_active_key(session)
             return None
         return await ensure_admin(
-            _accounts(settings, engine), email=settings.admin_email, password=password
+            _accounts(settings, UnitOfWork(engine)), email=settings.admin_email, password=password
         )
     finally:
         await engine.dispose()
@@ -101,22 +93,12 @@ def create_app(settings: Settings, *, bus: EventBus | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = _engine(settings)
-        async with AsyncExitStack() as stack:
-            stack.push_async_callback(engine.dispose)
-            events = bus
-            if events is None:
-                events = bus_for(settings.broker_url)
-                await events.start()
-                stack.push_async_callback(events.close)
-            relay = OutboxRelay(engine, events)
-            accounts = _accounts(settings, engine, on_commit=relay.after_commit)
+        async with open_resources(settings, NAME, bus=bus) as resources:
+            accounts = _accounts(settings, resources.uow)
             async with accounts.uow.begin() as session:
                 await keyring.ensure_active_key(session)
-            await relay.start()
-            stack.push_async_callback(relay.close)
-            app.state.engine = engine
-            app.state.relay = relay
+            app.state.engine = resources.engine
+            app.state.relay = resources.relay
             app.state.accounts = accounts
             app.state.verifier = TokenVerifier(
                 _key_lookup(accounts.uow, published_within=settings.access_token_ttl),
