@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     max_pending_bookings: int = Field(
         5, ge=1, description="pending bookings one traveller may have"
     )
+    saga_lease: float = Field(
+        10.0, gt=0, description="seconds a bookings replica owns a saga without renewing"
+    )
     audit_batch_size: int = Field(500, ge=1, description="audit: events written per batch")
     audit_batch_wait: float = Field(0.2, gt=0, description="audit: seconds a batch may wait")
 
