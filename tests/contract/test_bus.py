@@ -126,6 +126,18 @@ async def test_every_bound_queue_gets_its_own_copy(bus: ContractBus, ns: str) ->
         assert all(e.attempt == 1 for e in recorder.events)
 
 
+async def test_a_declared_queue_keeps_events_until_its_consumer_starts(
+    bus: ContractBus, ns: str
+) -> None:
+    await bus.declare(f"{ns}.late", [f"{ns}.#"])
+    early = [event(f"{ns}.user.created", n=n) for n in range(3)]
+    await bus.publish_many(early)
+    late = Recorder()
+    await bus.subscribe(f"{ns}.late", [f"{ns}.#"], late)
+    await eventually(lambda: len(late.events) == 3)
+    assert sorted(e.id for e in late.events) == sorted(e.id for e in early)
+
+
 async def test_consumers_of_one_queue_share_its_events(bus: ContractBus, ns: str) -> None:
     first, second = Recorder(), Recorder()
     await bus.subscribe(f"{ns}.work", [f"{ns}.#"], first)

@@ -165,6 +165,10 @@ class AmqpBus:
     ) -> None:
         await self._send(self._require(self._events), routing_key, body, {}, message_id)
 
+    async def declare(self, queue: str, patterns: Sequence[str], *, max_attempts: int = 5) -> None:
+        amqp_queue = await self._declare(queue, patterns, 1, max_attempts)
+        await amqp_queue.channel.close()
+
     async def subscribe(
         self,
         queue: str,

@@ -110,6 +110,9 @@ class MemoryBus:
         for queue in targets:
             queue.ready.put_nowait(_Message(body, routing_key))
 
+    async def declare(self, queue: str, patterns: Sequence[str], *, max_attempts: int = 5) -> None:
+        self._bind(queue, patterns)
+
     async def subscribe(
         self,
         queue: str,

@@ -57,6 +57,11 @@ class EventBus(Protocol):
         """Send all, then await all the confirms together."""
         ...
 
+    async def declare(self, queue: str, patterns: Sequence[str], *, max_attempts: int = 5) -> None:
+        """Create the queue and its bindings now, so events published before its consumer
+        starts wait for it (as they would in a deployed RabbitMQ)."""
+        ...
+
     async def subscribe(
         self,
         queue: str,

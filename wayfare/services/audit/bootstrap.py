@@ -21,6 +21,7 @@ __all__ = ["NAME", "QUEUE", "create_app", "migrate"]
 
 NAME = "audit"
 QUEUE = "audit"
+PATTERNS = ["#"]
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Database outages are retried inside `ingest`; only events that fail on their own
 # (a value the log cannot store) count attempts towards the dead-letter queue.
@@ -46,7 +47,7 @@ def create_app(settings: Settings, *, bus: EventBus | None = None) -> FastAPI:
             # Every event, in batches; an outage of the database holds the batch, unacked.
             await resources.bus.subscribe_batch(
                 QUEUE,
-                ["#"],
+                PATTERNS,
                 write,
                 max_batch=settings.audit_batch_size,
                 max_wait=settings.audit_batch_wait,

@@ -29,6 +29,10 @@ DEFAULT_ROUTES: tuple[Route, ...] = (
         strict_paths=frozenset({"/auth/login", "/auth/register"}),
     ),
     Route("/api/v1/users/", "users"),
+    Route("/api/v1/hotels/", "hotels", public=True),
+    Route("/api/v1/flights/", "flights", public=True),
+    Route("/api/v1/bookings/", "bookings"),
+    Route("/api/v1/notifications/", "notifications"),
     Route("/api/v1/events/", "audit"),
     Route("/.well-known/jwks.json", "users", public=True, strip=""),
 )
