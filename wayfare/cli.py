@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -15,14 +16,20 @@ from typing import Annotated, Any
 import aiohttp
 import typer
 import uvicorn
+from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
-from wayfare.kit.bus import MemoryBus
+from wayfare.demo import DemoFailed, run_demo
+from wayfare.kit.bus import EventBus, MemoryBus, bus_for
 from wayfare.kit.observability import configure_logging
 from wayfare.kit.settings import Settings
 from wayfare.services.audit import bootstrap as audit
+from wayfare.services.bookings import bootstrap as bookings
+from wayfare.services.flights import bootstrap as flights
 from wayfare.services.gateway import bootstrap as gateway
+from wayfare.services.hotels import bootstrap as hotels
+from wayfare.services.notifications import bootstrap as notifications
 from wayfare.services.users import bootstrap as users
 
 app = typer.Typer(
@@ -37,12 +44,27 @@ console = Console()
 class ServiceEntry:
     create_app: Callable[..., Any]
     migrate: Callable[[Settings], Awaitable[None]] | None = None
+    seed: Callable[[Settings], Awaitable[int]] | None = None
+    # (queue, topic patterns, max attempts) this service consumes.
+    subscriptions: tuple[tuple[str, list[str], int], ...] = ()
 
 
 # Order matters for `up`: the services first, the gateway that fronts them last.
 SERVICES: dict[str, ServiceEntry] = {
     users.NAME: ServiceEntry(users.create_app, users.migrate),
-    audit.NAME: ServiceEntry(audit.create_app, audit.migrate),
+    hotels.NAME: ServiceEntry(hotels.create_app, hotels.migrate, hotels.seed),
+    flights.NAME: ServiceEntry(flights.create_app, flights.migrate, flights.seed),
+    bookings.NAME: ServiceEntry(bookings.create_app, bookings.migrate),
+    notifications.NAME: ServiceEntry(
+        notifications.create_app,
+        notifications.migrate,
+        subscriptions=((notifications.QUEUE, notifications.PATTERNS, notifications.MAX_ATTEMPTS),),
+    ),
+    audit.NAME: ServiceEntry(
+        audit.create_app,
+        audit.migrate,
+        subscriptions=((audit.QUEUE, audit.PATTERNS, audit.MAX_ATTEMPTS),),
+    ),
     gateway.NAME: ServiceEntry(gateway.create_app),
 }
 BACKENDS = [name for name in SERVICES if name != gateway.NAME]
@@ -86,6 +108,24 @@ async def _migrate(settings: Settings, names: list[str]) -> None:
             await entry.migrate(settings)
 
 
+async def _declare_queues(bus: EventBus, names: list[str]) -> None:
+    """Consumers' queues exist before any service publishes, so no early event is missed."""
+    for name in names:
+        for queue, patterns, max_attempts in SERVICES[name].subscriptions:
+            await bus.declare(queue, patterns, max_attempts=max_attempts)
+
+
+async def _migrate_broker(settings: Settings, names: list[str]) -> None:
+    if settings.broker_url is None:
+        return
+    bus = bus_for(settings.broker_url)
+    await bus.start()
+    try:
+        await _declare_queues(bus, names)
+    finally:
+        await bus.close()
+
+
 @app.command()
 def up(
     host: Annotated[str, typer.Option(help="address the gateway listens on")] = "127.0.0.1",
@@ -106,10 +146,22 @@ def up(
     _run(_up(settings, host, port))
 
 
+async def _seed(settings: Settings) -> dict[str, int]:
+    return {name: await entry.seed(settings) for name, entry in SERVICES.items() if entry.seed}
+
+
 async def _up(settings: Settings, host: str, port: int) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.service_token is None:
+        # Only the processes of this run need it, so a fresh one each run is enough.
+        settings = settings.model_copy(
+            update={"service_token": SecretStr(secrets.token_urlsafe(32))}
+        )
     await _migrate(settings, BACKENDS)
     admin_password = await users.prepare(settings)
+    seeded = await _seed(settings)
+    if any(seeded.values()):
+        console.print("Seeded demo data: " + ", ".join(f"{n} {k}" for k, n in seeded.items()))
     urls = {name: f"http://127.0.0.1:{port + i + 1}" for i, name in enumerate(BACKENDS)}
     gateway_settings = settings.model_copy(
         update={"upstreams": {name: [url] for name, url in urls.items()}}
@@ -117,6 +169,7 @@ async def _up(settings: Settings, host: str, port: int) -> None:
     # One in-process bus for every service, as one RabbitMQ would be.
     bus = MemoryBus()
     await bus.start()
+    await _declare_queues(bus, BACKENDS)
     servers: dict[str, tuple[_Server, str]] = {}
     for name in BACKENDS:
         app_ = SERVICES[name].create_app(gateway_settings, bus=bus)
@@ -223,6 +276,7 @@ def migrate(
     configure_logging(settings.log_level, settings.log_format)
     names = [service] if service else BACKENDS
     _run(_migrate(settings, names))
+    _run(_migrate_broker(settings, names))
     if service is None or service == users.NAME:
         password = _run(users.prepare(settings))
         if password:
@@ -242,6 +296,32 @@ def status(
     registry: dict[str, str] = json.loads(registry_file.read_text())
     if not _run(_print_status(registry)):
         raise typer.Exit(1)
+
+
+@app.command()
+def seed() -> None:
+    """Load the demo hotels and flights (only into empty databases)."""
+    settings = Settings()
+    seeded = _run(_seed(settings))
+    console.print("Seeded: " + ", ".join(f"{n} {k}" for k, n in seeded.items()))
+
+
+@app.command()
+def demo(
+    url: Annotated[str, typer.Option(help="the gateway of a running system")] = (
+        "http://127.0.0.1:8000"
+    ),
+    admin_password: Annotated[
+        str | None,
+        typer.Option(envvar="WAYFARE_ADMIN_PASSWORD", help="to show the audit log at the end"),
+    ] = None,
+) -> None:
+    """A traveller's journey through the gateway, step by step, against a running system."""
+    try:
+        _run(run_demo(url, console, admin_password))
+    except (DemoFailed, aiohttp.ClientError) as exc:
+        console.print(f"[red]The demo stopped: {exc}[/]")
+        raise typer.Exit(1) from exc
 
 
 @keys_app.command("rotate")

@@ -18,10 +18,21 @@ import httpx
 
 from wayfare.kit.testing.servers import free_port
 
-__all__ = ["ADMIN_EMAIL", "ADMIN_PASSWORD", "RunningSystem", "distributed", "embedded", "wayfare"]
+__all__ = [
+    "ADMIN_EMAIL",
+    "ADMIN_PASSWORD",
+    "SERVICE_TOKEN",
+    "RunningSystem",
+    "distributed",
+    "embedded",
+    "wayfare",
+]
 
 ADMIN_EMAIL = "admin@wayfare.test"
 ADMIN_PASSWORD = "an admin passphrase for tests"
+SERVICE_TOKEN = "a service token for tests"
+# The services `wayfare up` runs, in the order it gives them ports after the gateway's.
+BACKENDS = ("users", "hotels", "flights", "bookings", "notifications", "audit")
 
 
 @dataclass
@@ -30,9 +41,20 @@ class RunningSystem:
     data_dir: Path
     env: dict[str, str]
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    services: dict[str, str] = field(default_factory=dict)
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10)
+        return httpx.Client(base_url=self.url, timeout=30)
+
+    def internal(self, service: str) -> httpx.Client:
+        """A client of a service's internal endpoints, with the service credential."""
+        if not self.services:
+            self.services = json.loads((self.data_dir / "services.json").read_text())
+        return httpx.Client(
+            base_url=self.services[service],
+            headers={"X-Service-Token": SERVICE_TOKEN},
+            timeout=30,
+        )
 
     def logs(self) -> str:
         return "\n".join(
@@ -48,6 +70,7 @@ def _base_env(data_dir: Path, overrides: dict[str, str]) -> dict[str, str]:
             "WAYFARE_DATA_DIR": str(data_dir),
             "WAYFARE_ADMIN_EMAIL": ADMIN_EMAIL,
             "WAYFARE_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "WAYFARE_SERVICE_TOKEN": SERVICE_TOKEN,
             "WAYFARE_LOG_LEVEL": "warning",
             # Generous defaults so tests that are not about rate limits never meet them.
             "WAYFARE_RATE_LIMIT_DEFAULT": "100000/minute",
@@ -115,7 +138,7 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT) -> None:
 @contextlib.contextmanager
 def embedded(data_dir: Path, **overrides: str) -> Iterator[RunningSystem]:
     """`wayfare up`: every service in one process on SQLite."""
-    port = _port_with_neighbours(1)
+    port = _port_with_neighbours(len(BACKENDS))
     env = _base_env(data_dir, overrides)
     system = RunningSystem(url=f"http://127.0.0.1:{port}", data_dir=data_dir, env=env)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -128,9 +151,6 @@ def embedded(data_dir: Path, **overrides: str) -> Iterator[RunningSystem]:
     finally:
         for proc in system.processes.values():
             stop(proc)
-
-
-BACKENDS = ("users", "audit")
 
 
 @contextlib.contextmanager
@@ -151,9 +171,10 @@ def distributed(
     ports = {name: free_port() for name in BACKENDS}
     upstreams = {name: [f"http://127.0.0.1:{port}"] for name, port in ports.items()}
     env = _base_env(data_dir, {**urls, "WAYFARE_UPSTREAMS": json.dumps(upstreams), **overrides})
-    subprocess.run(
-        [sys.executable, "-m", "wayfare", "migrate"], env=env, check=True, capture_output=True
-    )
+    for command in ("migrate", "seed"):
+        subprocess.run(
+            [sys.executable, "-m", "wayfare", command], env=env, check=True, capture_output=True
+        )
     processes: dict[str, subprocess.Popen[bytes]] = {}
     systems: list[RunningSystem] = []
     try:
@@ -177,7 +198,11 @@ def distributed(
                 log=data_dir / f"gateway{index}.log",
             )
             system = RunningSystem(
-                url=f"http://127.0.0.1:{port}", data_dir=data_dir, env=env, processes=processes
+                url=f"http://127.0.0.1:{port}",
+                data_dir=data_dir,
+                env=env,
+                processes=processes,
+                services={name: urls[0] for name, urls in upstreams.items()},
             )
             _wait_ready(system, system.url)
             systems.append(system)

@@ -22,9 +22,17 @@ def _no_control_bytes(value: str) -> str:
     return value
 
 
+def _one_line(value: str) -> str:
+    # A name is shown on one line in lists, notifications and logs.
+    if any(ch in value for ch in "\t\n\r"):
+        raise ValueError("a name is one line of text")
+    return value
+
+
 SafeStr = Annotated[str, AfterValidator(_no_control_bytes)]
 Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
     AfterValidator(_no_control_bytes),
+    AfterValidator(_one_line),
 ]

@@ -152,12 +152,12 @@ async def test_an_unknown_kid_after_the_min_refetch_interval_is_fetched(
 async def test_the_set_is_refetched_after_the_ttl(
     server: JwksServer, session: aiohttp.ClientSession
 ) -> None:
-    cache = JwksCache(server.url, session, ttl=0.2, min_refetch_interval=60)
+    cache = JwksCache(server.url, session, ttl=0.3, min_refetch_interval=60)
     await cache.get(server.kids[0])
     await cache.get(server.kids[0])
     assert server.requests == 1
 
-    await asyncio.sleep(0.25)
+    await asyncio.sleep(0.35)
     await cache.get(server.kids[0])
 
     assert server.requests == 2
@@ -167,14 +167,14 @@ async def test_a_key_removed_server_side_disappears_after_refetch_and_is_reporte
     server: JwksServer, session: aiohttp.ClientSession
 ) -> None:
     changes = Changes()
-    cache = JwksCache(server.url, session, ttl=0.2, min_refetch_interval=60, on_change=changes)
+    cache = JwksCache(server.url, session, ttl=0.3, min_refetch_interval=60, on_change=changes)
     removed = server.kids[1]
     assert await cache.get(removed) is not None
     after_first_fetch = changes.count
 
     server.keys.pop(1)
     assert await cache.get(removed) is not None, "still trusted until the TTL"
-    await asyncio.sleep(0.25)
+    await asyncio.sleep(0.35)
 
     assert await cache.get(removed) is None
     assert await cache.get(server.kids[0]) is not None

@@ -55,9 +55,9 @@ class RefreshRecord:
 
 
 async def add_account(session: AsyncSession, account: Account) -> None:
+    """Raises `EmailTaken`; the caller's transaction is then unusable and must roll back."""
     try:
-        async with session.begin_nested():
-            await session.execute(users.insert().values(**account.__dict__))
+        await session.execute(users.insert().values(**account.__dict__))
     except IntegrityError as exc:
         raise EmailTaken(account.email) from exc
 
