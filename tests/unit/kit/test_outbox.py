@@ -69,9 +69,9 @@ async def collect(bus: MemoryBus, queue: str = "seen") -> list[Event]:
     return seen
 
 
-async def wait_for(predicate: object, timeout: float = 5.0) -> None:
+async def wait_for(predicate: object, within: float = 5.0) -> None:
     assert callable(predicate)
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     while not predicate():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
@@ -91,7 +91,7 @@ async def test_a_committed_event_is_published_at_once(engine: AsyncEngine, bus: 
         event = an_event()
         async with uow.begin() as session:
             await record(session, event)
-        await wait_for(lambda: len(seen) == 1, timeout=2)
+        await wait_for(lambda: len(seen) == 1, within=2)
         assert seen[0] == event
         assert await relay.pending() == 0
     finally:
@@ -104,10 +104,14 @@ async def test_a_rolled_back_transaction_publishes_nothing(
     seen = await collect(bus)
     relay = OutboxRelay(engine, bus)
     uow = UnitOfWork(engine, on_commit=relay.after_commit)
-    with pytest.raises(RuntimeError):
+
+    async def change_that_fails() -> None:
         async with uow.begin() as session:
             await record(session, an_event())
             raise RuntimeError("the state change failed")
+
+    with pytest.raises(RuntimeError):
+        await change_that_fails()
     assert await relay.pending() == 0
     assert await relay.drain() == 0
     await asyncio.sleep(0.05)
@@ -183,9 +187,13 @@ async def test_the_inbox_applies_an_event_once(engine: AsyncEngine) -> None:
 async def test_a_rolled_back_effect_forgets_the_delivery_too(engine: AsyncEngine) -> None:
     uow = UnitOfWork(engine)
     event_id = str(uuid.uuid4())
-    with pytest.raises(RuntimeError):
+
+    async def effect_that_fails() -> None:
         async with uow.begin() as session:
             assert await first_delivery(session, "notifications", event_id)
             raise RuntimeError("the effect failed")
+
+    with pytest.raises(RuntimeError):
+        await effect_that_fails()
     async with uow.begin() as session:
         assert await first_delivery(session, "notifications", event_id), "redelivery was lost"
