@@ -75,6 +75,8 @@ def _base_env(data_dir: Path, overrides: dict[str, str]) -> dict[str, str]:
             # Generous defaults so tests that are not about rate limits never meet them.
             "WAYFARE_RATE_LIMIT_DEFAULT": "100000/minute",
             "WAYFARE_RATE_LIMIT_AUTH": "100000/minute",
+            # Races book hundreds of trips from one account.
+            "WAYFARE_MAX_PENDING_BOOKINGS": "1000",
         }
     )
     env.update(overrides)

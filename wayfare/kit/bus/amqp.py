@@ -153,9 +153,24 @@ class AmqpBus:
 
     async def publish_many(self, events: Sequence[Event]) -> None:
         """Publish all concurrently; raise the first failure once every confirm is in."""
-        results = await asyncio.gather(
-            *(self.publish(event) for event in events), return_exceptions=True
-        )
+        if not events:
+            return
+        channel = self._require(self._channel)
+        exchange = self._require(self._events)
+        # One deadline and one readiness check for the lot rather than one per event (the
+        # publishes start together, so their deadlines would coincide anyway): a timer
+        # per message cost as much CPU as a tenth of the publish itself.
+        async with asyncio.timeout(self._publish_timeout):
+            await channel.ready()
+            results = await asyncio.gather(
+                *(
+                    exchange.publish(
+                        _message(event.to_json(), {}, event.id), event.type, mandatory=True
+                    )
+                    for event in events
+                ),
+                return_exceptions=True,
+            )
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -210,8 +225,17 @@ class AmqpBus:
             inbox.put_nowait(message)
 
         async def handle(batch: list[AbstractIncomingMessage]) -> None:
-            opened = await asyncio.gather(*(self._open(queue, message) for message in batch))
-            pairs = [(m, e) for m, e in zip(batch, opened, strict=True) if e is not None]
+            # Decoded in line, not one task per message: only a malformed body needs I/O.
+            pairs: list[tuple[AbstractIncomingMessage, Event]] = []
+            malformed = []
+            for message in batch:
+                attempt = _attempt(message)
+                try:
+                    pairs.append((message, _decode(message.body, attempt)))
+                except MalformedEvent as exc:
+                    malformed.append(self._dead_letter(queue, message, attempt, describe(exc)))
+            if malformed:
+                await asyncio.gather(*malformed)
             if pairs:
                 try:
                     await handler([event for _, event in pairs])
@@ -261,13 +285,7 @@ class AmqpBus:
         message_id: str | None = None,
     ) -> None:
         channel = self._require(self._channel)
-        message = aio_pika.Message(
-            body,
-            headers=headers,
-            content_type=CONTENT_TYPE,
-            message_id=message_id,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        )
+        message = _message(body, headers, message_id)
         async with asyncio.timeout(self._publish_timeout):
             await channel.ready()
             await exchange.publish(message, routing_key, mandatory=True)
@@ -326,7 +344,7 @@ class AmqpBus:
         """The event with its attempt number, or None once a malformed body is dead-lettered."""
         attempt = _attempt(message)
         try:
-            return Event.from_json(message.body).with_attempt(attempt)
+            return _decode(message.body, attempt)
         except MalformedEvent as exc:
             await self._dead_letter(queue, message, attempt, describe(exc))
             return None
@@ -391,6 +409,22 @@ def _dead_lettering(exchange: str, routing_key: str) -> dict[str, Any]:
         "x-dead-letter-strategy": "at-least-once",
         "x-overflow": "reject-publish",
     }
+
+
+def _message(body: bytes, headers: HeadersType, message_id: str | None) -> aio_pika.Message:
+    return aio_pika.Message(
+        body,
+        headers=headers,
+        content_type=CONTENT_TYPE,
+        message_id=message_id,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+
+
+def _decode(body: bytes, attempt: int) -> Event:
+    event = Event.from_json(body)
+    # A copy (validated again) only for a redelivery: from_json already says attempt 1.
+    return event if event.attempt == attempt else event.with_attempt(attempt)
 
 
 def _retry_queue(queue: str, delay_ms: int) -> str:

@@ -9,11 +9,13 @@ bus retries or dead-letters the events themselves.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
+import orjson
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from wayfare.kit.bus import Event
 from wayfare.kit.db import utcnow
@@ -29,6 +31,47 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError | InterfaceError | ConnectionError | TimeoutError):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+# PostgreSQL: the batch as one array per column, unnested server-side into a single
+# INSERT. Eight parameters whatever the batch size, and no per-row work in SQLAlchemy
+# (bind processors, a 4,000-parameter statement to expand and plan): half the client
+# CPU of the multi-row VALUES insert, and the right row count back. `data` goes as JSON
+# text, serialised as on the wire, and is cast to jsonb by the server.
+_UNNEST_INSERT = (
+    "INSERT INTO events (id, type, source, subject, time, data, traceparent, ingested_at)"
+    " SELECT t.id, t.type, t.source, t.subject, t.time, t.data::jsonb, t.traceparent,"
+    " $8::timestamptz"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],"
+    " $6::text[], $7::text[]) AS t(id, type, source, subject, time, data, traceparent)"
+    " ON CONFLICT (id) DO NOTHING"
+)
+
+
+async def _insert_postgresql(conn: AsyncConnection, batch: list[Event], now: datetime) -> int:
+    dumps = orjson.dumps
+    result = await conn.exec_driver_sql(
+        _UNNEST_INSERT,
+        (
+            [event.id for event in batch],
+            [event.type for event in batch],
+            [event.source for event in batch],
+            [event.subject for event in batch],
+            [event.time for event in batch],
+            [dumps(event.data, option=orjson.OPT_UTC_Z).decode() for event in batch],
+            [event.traceparent for event in batch],
+            now,
+        ),
+    )
+    return int(result.rowcount)
+
+
+async def _insert_portable(conn: AsyncConnection, batch: list[Event], now: datetime) -> int:
+    result = await conn.execute(
+        sqlite.insert(events).on_conflict_do_nothing(index_elements=["id"]),
+        [_row(event, now) for event in batch],
+    )
+    return int(result.rowcount)
 
 
 def _row(event: Event, now: Any) -> dict[str, Any]:
@@ -48,17 +91,14 @@ async def ingest(engine: AsyncEngine, batch: list[Event], *, max_backoff: float 
     """Insert the batch (duplicates skipped); returns how many rows were new."""
     if not batch:
         return 0
-    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    insert = _insert_postgresql if engine.dialect.name == "postgresql" else _insert_portable
     delay = 0.1
     while True:
         now = utcnow()
         try:
             async with engine.begin() as conn:
-                result = await conn.execute(
-                    insert(events).on_conflict_do_nothing(index_elements=["id"]),
-                    [_row(event, now) for event in batch],
-                )
-            return max(int(result.rowcount), 0)
+                inserted = await insert(conn, batch, now)
+            return max(inserted, 0)
         except Exception as exc:
             if not is_transient(exc):
                 raise

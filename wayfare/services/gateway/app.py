@@ -94,6 +94,10 @@ class Gateway:
             ["service"],
             registry=self.registry,
         )
+        # The labelled children, looked up once each: `labels()` checks its arguments and
+        # takes a lock on every call, on the hot path. Few keys: services times statuses.
+        self._request_counters: dict[tuple[str, int], Counter] = {}
+        self._latency_histograms: dict[str, Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -168,8 +172,7 @@ class Gateway:
             await _send_problem(send, exc.status, exc.detail, path, request_id)
         finally:
             elapsed = time.perf_counter() - started
-            self._requests.labels(service, str(status)).inc()
-            self._latency.labels(service).observe(elapsed)
+            self._count(service, status, elapsed)
             _access.info(
                 "request",
                 method=method,
@@ -180,6 +183,17 @@ class Gateway:
                 upstream=upstream,
             )
             request_id_var.reset(token)
+
+    def _count(self, service: str, status: int, elapsed: float) -> None:
+        counter = self._request_counters.get((service, status))
+        if counter is None:
+            counter = self._requests.labels(service, str(status))
+            self._request_counters[service, status] = counter
+        counter.inc()
+        histogram = self._latency_histograms.get(service)
+        if histogram is None:
+            histogram = self._latency_histograms[service] = self._latency.labels(service)
+        histogram.observe(elapsed)
 
     def _local(self, path: str) -> Callable[[Send, str], Awaitable[int]] | None:
         if path == "/healthz":
@@ -289,7 +303,8 @@ _CHALLENGE = [(b"www-authenticate", b'Bearer realm="wayfare"')]
 
 def _has_dot_segment(path: str) -> bool:
     # "/api/v1/users/../../internal" must not reach a route the table does not expose.
-    return any(segment in (".", "..") for segment in path.split("/"))
+    # Most paths have no dot at all: they are spared the split.
+    return "." in path and any(segment in (".", "..") for segment in path.split("/"))
 
 
 def _upstream_target(scope: Scope, strip: str) -> str:

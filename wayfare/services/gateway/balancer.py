@@ -19,6 +19,10 @@ class RoundRobin:
 
     def candidates(self) -> Iterator[str]:
         """Every replica once, starting with the next in turn; cooling-down ones last."""
+        if len(self.urls) == 1:
+            # Nothing to order (the usual case, once per request): skip the clock and sort.
+            yield self.urls[0]
+            return
         start = self._next
         self._next = (self._next + 1) % len(self.urls)
         now = time.monotonic()

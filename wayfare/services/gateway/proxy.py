@@ -41,10 +41,10 @@ _GATEWAY_OWNED = frozenset(
         b"forwarded",
     }
 )
+# Built once here rather than on every request.
+_REQUEST_DROP = _HOP_BY_HOP | _GATEWAY_OWNED
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-_RESPONSE_DROP = frozenset(
-    {"date", "server", "content-length", "x-request-id", *(h.decode() for h in _HOP_BY_HOP)}
-)
+_RESPONSE_DROP = frozenset({b"date", b"server", b"content-length", b"x-request-id", *_HOP_BY_HOP})
 
 
 class UpstreamError(Exception):
@@ -73,7 +73,8 @@ def _connection_listed(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
 
 def request_headers(raw: list[tuple[bytes, bytes]], extra: dict[str, str]) -> dict[str, str]:
     """The client's headers minus hop-by-hop and gateway-owned ones, plus the gateway's."""
-    drop = _HOP_BY_HOP | _GATEWAY_OWNED | _connection_listed(raw)
+    listed = _connection_listed(raw)
+    drop = _REQUEST_DROP | listed if listed else _REQUEST_DROP
     headers: dict[str, str] = {}
     for name, value in raw:
         if name not in drop:
@@ -85,11 +86,11 @@ def request_headers(raw: list[tuple[bytes, bytes]], extra: dict[str, str]) -> di
 
 
 def response_headers(upstream: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
-    drop = _RESPONSE_DROP | {
-        name.decode()
-        for name in _connection_listed((k.lower(), v) for k, v in upstream.raw_headers)
-    }
-    return [(k.lower(), v) for k, v in upstream.raw_headers if k.lower().decode() not in drop]
+    # Names lowered once and compared as bytes, as ASGI wants them.
+    lowered = [(name.lower(), value) for name, value in upstream.raw_headers]
+    listed = _connection_listed(lowered)
+    drop = _RESPONSE_DROP | listed if listed else _RESPONSE_DROP
+    return [(name, value) for name, value in lowered if name not in drop]
 
 
 async def forward(
