@@ -113,7 +113,7 @@ def _is_free(port: int) -> bool:
         return True
 
 
-def _wait_ready(system: RunningSystem, url: str, timeout: float = 60) -> None:
+def wait_ready(system: RunningSystem, url: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for name, proc in system.processes.items():
@@ -148,7 +148,7 @@ def embedded(data_dir: Path, **overrides: str) -> Iterator[RunningSystem]:
         "up", "--port", str(port), "--data-dir", str(data_dir), env=env, log=data_dir / "up.log"
     )
     try:
-        _wait_ready(system, system.url)
+        wait_ready(system, system.url)
         yield system
     finally:
         for proc in system.processes.values():
@@ -188,7 +188,7 @@ def distributed(
             probe = RunningSystem(
                 url=upstreams[name][0], data_dir=data_dir, env=env, processes=processes
             )
-            _wait_ready(probe, probe.url)
+            wait_ready(probe, probe.url)
         for index in range(gateways):
             port = free_port()
             processes[f"gateway{index}"] = wayfare(
@@ -206,7 +206,7 @@ def distributed(
                 processes=processes,
                 services={name: urls[0] for name, urls in upstreams.items()},
             )
-            _wait_ready(system, system.url)
+            wait_ready(system, system.url)
             systems.append(system)
         yield systems
     finally:
