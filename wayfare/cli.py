@@ -65,7 +65,10 @@ SERVICES: dict[str, ServiceEntry] = {
         audit.migrate,
         subscriptions=((audit.QUEUE, audit.PATTERNS, audit.MAX_ATTEMPTS),),
     ),
-    gateway.NAME: ServiceEntry(gateway.create_app),
+    gateway.NAME: ServiceEntry(
+        gateway.create_app,
+        subscriptions=((gateway.QUEUE, gateway.PATTERNS, gateway.MAX_ATTEMPTS),),
+    ),
 }
 BACKENDS = [name for name in SERVICES if name != gateway.NAME]
 
@@ -169,7 +172,7 @@ async def _up(settings: Settings, host: str, port: int) -> None:
     # One in-process bus for every service, as one RabbitMQ would be.
     bus = MemoryBus()
     await bus.start()
-    await _declare_queues(bus, BACKENDS)
+    await _declare_queues(bus, list(SERVICES))
     servers: dict[str, tuple[_Server, str]] = {}
     for name in BACKENDS:
         app_ = SERVICES[name].create_app(gateway_settings, bus=bus)
@@ -179,7 +182,7 @@ async def _up(settings: Settings, host: str, port: int) -> None:
         )
     gateway_url = f"http://{host}:{port}"
     servers[gateway.NAME] = (
-        _Server(_uvicorn_config(gateway.create_app(gateway_settings), host, port)),
+        _Server(_uvicorn_config(gateway.create_app(gateway_settings, bus=bus), host, port)),
         gateway_url,
     )
 
@@ -276,7 +279,7 @@ def migrate(
     configure_logging(settings.log_level, settings.log_format)
     names = [service] if service else BACKENDS
     _run(_migrate(settings, names))
-    _run(_migrate_broker(settings, names))
+    _run(_migrate_broker(settings, [*names, gateway.NAME] if service is None else names))
     if service is None or service == users.NAME:
         password = _run(users.prepare(settings))
         if password:

@@ -141,7 +141,17 @@ async def _journey(api: _Client, console: Console, admin_password: str | None) -
         raise DemoFailed("no confirmation notification arrived")
     console.print(f"  “{messages[0]['title']}” — {messages[0]['body']}")
 
-    console.rule("5. See the events in the audit log (as the administrator)")
+    console.rule("5. The traveller's overview: profile, bookings, notifications at once")
+    overview = await api.call("GET", "/api/v1/me/overview")
+    latest = overview["bookings"]["items"][0] if overview.get("bookings") else None
+    console.print(
+        f"  {overview['profile']['name']}: latest booking "
+        f"{latest['status'] if latest else '-'} to {latest and latest['destination']}, "
+        f"{overview['notifications']['unread'] if overview.get('notifications') else '?'}"
+        f" unread notification(s); degraded parts: {overview['degraded'] or 'none'}"
+    )
+
+    console.rule("6. See the events in the audit log (as the administrator)")
     if admin_password is None:
         console.print("  Skipped: pass --admin-password (printed by `wayfare up`) to see it.")
         return

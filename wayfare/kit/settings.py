@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     saga_lease: float = Field(
         10.0, gt=0, description="seconds a bookings replica owns a saga without renewing"
     )
+    cache_enabled: bool = Field(True, description="cache overviews, profiles and searches")
+    overview_timeout: float = Field(
+        1.0, gt=0, description="seconds each part of the overview may take"
+    )
     audit_batch_size: int = Field(500, ge=1, description="audit: events written per batch")
     audit_batch_wait: float = Field(0.2, gt=0, description="audit: seconds a batch may wait")
 

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
+import orjson
 from limits import RateLimitItem
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
@@ -28,6 +29,7 @@ from wayfare.kit.observability import (
 )
 from wayfare.kit.problems import PROBLEM_JSON, problem_body
 from wayfare.services.gateway.balancer import RoundRobin
+from wayfare.services.gateway.overview import Overview, OverviewUnavailable
 from wayfare.services.gateway.proxy import UpstreamError, forward, request_headers
 from wayfare.services.gateway.ratelimit import RateLimits
 from wayfare.services.gateway.routes import RouteTable
@@ -81,6 +83,7 @@ class Gateway:
         self._ready = ready
         self.session: aiohttp.ClientSession | None = None
         self.verifier: TokenVerifier | None = None
+        self.overview: Overview | None = None
         self.registry = CollectorRegistry()
         self._requests = Counter(
             "gateway_requests",
@@ -138,6 +141,12 @@ class Gateway:
             if local is not None:
                 status = await local(send, request_id)
                 return
+            if path == OVERVIEW_PATH:
+                service = "overview"
+                principal = await self._authenticate(headers, required=True)
+                await self._limit(scope, headers, principal, None)
+                status = await self._overview(scope, send, request_id, principal)
+                return
             route = self.routes.match(path)
             if route is None or _has_dot_segment(path):
                 raise _Reply(404, "no route for this path")
@@ -163,6 +172,9 @@ class Gateway:
             )
             upstream = result.upstream
             status = result.status
+            if principal is not None and method not in _READS and status < 400:
+                # Read-your-writes: the traveller's next overview is composed afresh.
+                await self.overview_forget(principal.user_id)
             await _send(send, status, result.headers, result.body, request_id)
         except _Reply as reply:
             status = reply.status
@@ -194,6 +206,37 @@ class Gateway:
         if histogram is None:
             histogram = self._latency_histograms[service] = self._latency.labels(service)
         histogram.observe(elapsed)
+
+    async def overview_forget(self, user_id: str) -> None:
+        if self.overview is not None:
+            await self.overview.forget(user_id, profile=True)
+
+    async def _overview(
+        self, scope: Scope, send: Send, request_id: str, principal: Principal | None
+    ) -> int:
+        if scope["method"] not in ("GET", "HEAD"):
+            raise _Reply(405, "the overview can only be read", [(b"allow", b"GET")])
+        assert principal is not None
+        assert self.overview is not None
+        headers = {
+            "authorization": f"Bearer {principal.token}",
+            "x-request-id": request_id,
+            "x-user-id": principal.user_id,
+            "traceparent": new_traceparent(_header(scope["headers"], b"traceparent")),
+        }
+        try:
+            answer, hit = await self.overview.get(principal.user_id, headers)
+        except OverviewUnavailable as exc:
+            raise _Reply(503, "no part of the overview can be had right now") from exc
+        body = orjson.dumps(answer)
+        await _send(
+            send,
+            200,
+            [(b"content-type", b"application/json"), (b"x-cache", b"hit" if hit else b"miss")],
+            body,
+            request_id,
+        )
+        return 200
 
     def _local(self, path: str) -> Callable[[Send, str], Awaitable[int]] | None:
         if path == "/healthz":
@@ -298,6 +341,8 @@ class Gateway:
                 return b"".join(chunks)
 
 
+OVERVIEW_PATH = "/api/v1/me/overview"
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _CHALLENGE = [(b"www-authenticate", b'Bearer realm="wayfare"')]
 
 

@@ -12,8 +12,13 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter
 from redis.asyncio import ConnectionPool
+from redis.exceptions import RedisError
+
+from wayfare.kit.observability import get_logger
 
 __all__ = ["Decision", "RateLimits"]
+
+_log = get_logger("wayfare.gateway.ratelimit")
 
 
 @dataclass(frozen=True)
@@ -51,12 +56,24 @@ class RateLimits:
                 connection_pool=self._pool,  # type: ignore[arg-type]
             )
         self._limiter = FixedWindowRateLimiter(self.storage)
+        self.unavailable = 0
         self.default: RateLimitItem = parse(default)
         self.auth: RateLimitItem = parse(auth)
 
     async def hit(self, item: RateLimitItem, key: str) -> Decision | None:
-        """None when allowed; a refusal with its numbers otherwise."""
-        if await self._limiter.hit(item, "gw", key):
+        """None when allowed; a refusal with its numbers otherwise.
+
+        When the counters' store is unreachable the request is let through (and counted
+        in `unavailable`): an outage of Redis must not take the whole API down with it.
+        """
+        try:
+            if await self._limiter.hit(item, "gw", key):
+                return None
+        except (RedisError, OSError) as exc:
+            self.unavailable += 1
+            _log.warning(
+                "rate-limit store unreachable; letting the request through", error=repr(exc)
+            )
             return None
         stats = await self._limiter.get_window_stats(item, "gw", key)
         return Decision(

@@ -38,7 +38,7 @@ def create_app(settings: Settings, *, bus: EventBus | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Notifications only consumes; it records no events of its own.
-        async with open_resources(settings, NAME, bus=bus, outbox=False) as resources:
+        async with open_resources(settings, NAME, bus=bus) as resources:
             uow = resources.uow
             app.state.engine = resources.engine
             app.state.uow = uow

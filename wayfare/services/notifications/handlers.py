@@ -13,6 +13,7 @@ from wayfare.kit.bus import Event
 from wayfare.kit.db import UnitOfWork, utcnow
 from wayfare.kit.inbox import first_delivery
 from wayfare.kit.observability import get_logger
+from wayfare.kit.outbox import record
 from wayfare.services.notifications.domain import (
     NotificationNotFound,
     UnusableEvent,
@@ -97,6 +98,16 @@ async def apply_event(uow: UnitOfWork, event: Event) -> bool:
                 created_at=event.time,
                 read_at=None,
             )
+        )
+        # Views of the traveller's unread messages (the gateway's overview) go stale now.
+        await record(
+            session,
+            Event.new(
+                type="notification.created",
+                source="notifications",
+                subject=message.user_id,
+                data={"user_id": message.user_id, "kind": message.kind, "event_id": event.id},
+            ),
         )
     return True
 

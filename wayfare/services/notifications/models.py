@@ -6,8 +6,9 @@ from sqlalchemy import Column, Index, MetaData, String, Table, Text
 
 from wayfare.kit.db import UtcDateTime
 from wayfare.kit.inbox import inbox_table
+from wayfare.kit.outbox import outbox_table
 
-__all__ = ["inbox", "messages", "metadata"]
+__all__ = ["inbox", "messages", "metadata", "outbox"]
 
 metadata = MetaData()
 
@@ -27,3 +28,4 @@ messages = Table(
 )
 
 inbox = inbox_table(metadata)
+outbox = outbox_table(metadata)
