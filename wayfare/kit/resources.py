@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from wayfare.kit.bus import EventBus, bus_for
+from wayfare.kit.cache import Cache
 from wayfare.kit.db import UnitOfWork, create_engine, upgrade
 from wayfare.kit.http import create_client_session
 from wayfare.kit.outbox import OutboxRelay
@@ -44,11 +46,18 @@ class Resources:
     relay: OutboxRelay
     uow: UnitOfWork
     http: aiohttp.ClientSession
+    # None when caching is off or no metrics registry was given to count its hits.
+    cache: Cache | None = None
 
 
 @asynccontextmanager
 async def open_resources(
-    settings: Settings, name: str, *, bus: EventBus | None = None, outbox: bool = True
+    settings: Settings,
+    name: str,
+    *,
+    bus: EventBus | None = None,
+    outbox: bool = True,
+    registry: CollectorRegistry | None = None,
 ) -> AsyncIterator[Resources]:
     async with AsyncExitStack() as stack:
         engine = service_engine(settings, name)
@@ -67,4 +76,9 @@ async def open_resources(
             await relay.start()
             stack.push_async_callback(relay.close)
         uow = UnitOfWork(engine, on_commit=relay.after_commit if outbox else None)
-        yield Resources(engine=engine, bus=bus, relay=relay, uow=uow, http=http)
+        cache = None
+        if settings.cache_enabled and registry is not None:
+            cache = Cache.from_url(settings.redis_url, registry=registry, prefix=f"wayfare:{name}")
+            await cache.start()
+            stack.push_async_callback(cache.close)
+        yield Resources(engine=engine, bus=bus, relay=relay, uow=uow, http=http, cache=cache)

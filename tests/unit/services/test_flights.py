@@ -65,8 +65,13 @@ async def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     if request.param == "postgres":
         server: PostgresServer = request.getfixturevalue("postgres")
         database_url = server.create_database(f"flights_{uuid.uuid4().hex[:12]}")
+    # These tests read availability right after changing it, so the read cache is off;
+    # test_reads_are_served_from_the_cache turns it on.
     settings = Settings(
-        data_dir=tmp_path, database_url=database_url, service_token=SecretStr(TOKEN)
+        data_dir=tmp_path,
+        database_url=database_url,
+        service_token=SecretStr(TOKEN),
+        cache_enabled=False,
     )
     await bootstrap.migrate(settings)
     return settings

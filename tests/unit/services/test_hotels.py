@@ -65,8 +65,13 @@ async def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     if request.param == "postgres":
         server: PostgresServer = request.getfixturevalue("postgres")
         database_url = server.create_database(f"hotels_{uuid.uuid4().hex[:12]}")
+    # These tests read availability right after changing it, so the read cache is off;
+    # test_reads_are_served_from_the_cache turns it on.
     settings = Settings(
-        data_dir=tmp_path, database_url=database_url, service_token=SecretStr(TOKEN)
+        data_dir=tmp_path,
+        database_url=database_url,
+        service_token=SecretStr(TOKEN),
+        cache_enabled=False,
     )
     await bootstrap.migrate(settings)
     return settings
@@ -453,3 +458,22 @@ async def test_two_hundred_concurrent_holds_take_exactly_fifty_rooms(hotels: Run
     assert outcomes == {(201, None): 50, (409, SOLD_OUT): 150}
     assert await free_rooms(hotels.client, room_type) is None
     await inventory_ok(hotels.client)
+
+
+async def test_reads_are_served_from_the_cache(settings: Settings) -> None:
+    cached = settings.model_copy(update={"cache_enabled": True})
+    async with running(cached) as hotels:
+        room_type_id = await a_hotel(hotels.client, rooms=3)
+        search = {
+            "city": "Lisbon",
+            "check_in": days(10).isoformat(),
+            "check_out": days(12).isoformat(),
+        }
+        first = await hotels.client.get("/hotels", params=search)
+        second = await hotels.client.get("/hotels", params=search)
+        assert first.json() == second.json()
+        rooms = [r["id"] for h in first.json()["items"] for r in h["room_types"]]
+        assert room_type_id in rooms
+        metrics = (await hotels.client.get("/metrics")).text
+        assert 'wayfare_cache_misses_total{namespace="search"} 1.0' in metrics
+        assert 'wayfare_cache_hits_total{namespace="search"} 1.0' in metrics

@@ -20,7 +20,7 @@ from wayfare.kit.cache.port import CacheBackend, CacheBackendError
 from wayfare.kit.cache.redis import RedisBackend
 from wayfare.kit.cache.singleflight import SingleFlight
 
-__all__ = ["Cache", "Namespace"]
+__all__ = ["Cache", "Namespace", "read_through"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -315,3 +315,12 @@ def _check_ttl(ttl: float) -> float:
     if not ttl > 0:
         raise ValueError(f"a TTL must be positive, not {ttl!r}")
     return ttl
+
+
+async def read_through(
+    namespace: Namespace | None, key: str, loader: Callable[[], Awaitable[T]], returns: type[T]
+) -> T:
+    """`namespace.get_or_load`, or just the loader when caching is off."""
+    if namespace is None:
+        return await loader()
+    return await namespace.get_or_load(key, loader, returns)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from wayfare.kit.auth.service import service_caller
+from wayfare.kit.cache import ReadCaches, read_caches, read_through
 from wayfare.kit.holds import HoldError, hold_problem
 from wayfare.kit.problems import Problem
 from wayfare.kit.validation import Name, SafeStr
@@ -130,6 +131,7 @@ def flights_context(request: Request) -> handlers.Flights:
 
 
 FlightsDep = Annotated[handlers.Flights, Depends(flights_context)]
+CachesDep = Annotated[ReadCaches, Depends(read_caches)]
 BookingPath = Annotated[str, Path(min_length=1, max_length=64)]
 
 router = APIRouter(tags=["flights"])
@@ -142,6 +144,7 @@ internal_router = APIRouter(
 @router.get("/flights", response_model=SearchOut)
 async def search(
     ctx: FlightsDep,
+    caches: CachesDep,
     origin: Annotated[Name, Query()],
     destination: Annotated[Name, Query()],
     day: Annotated[date, Query(alias="date")],
@@ -150,34 +153,44 @@ async def search(
     page_size: Annotated[int, Query(ge=1)] = 20,
 ) -> SearchOut:
     page_size = min(page_size, MAX_PAGE_SIZE)
-    try:
-        where, found = await handlers.search_flights(
-            ctx,
-            origin=origin,
-            destination=destination,
-            day=day,
-            seats=seats,
+
+    async def load() -> SearchOut:
+        try:
+            where, found = await handlers.search_flights(
+                ctx,
+                origin=origin,
+                destination=destination,
+                day=day,
+                seats=seats,
+                page=page,
+                page_size=page_size,
+            )
+        except InvalidRequest as exc:
+            raise Problem(422, str(exc)) from exc
+        return SearchOut(
+            items=[_offer_out(flight, where.seats) for flight in found.items],
             page=page,
             page_size=page_size,
+            total=found.total,
+            date=where.day,
+            seats=where.seats,
         )
-    except InvalidRequest as exc:
-        raise Problem(422, str(exc)) from exc
-    return SearchOut(
-        items=[_offer_out(flight, where.seats) for flight in found.items],
-        page=page,
-        page_size=page_size,
-        total=found.total,
-        date=where.day,
-        seats=where.seats,
-    )
+
+    key = f"{origin.lower()}|{destination.lower()}|{day}|{seats}|{page}|{page_size}"
+    return await read_through(caches.searches, key, load, SearchOut)
 
 
 @router.get("/flights/{flight_id}", response_model=FlightOut)
-async def flight(flight_id: Annotated[str, Path(max_length=36)], ctx: FlightsDep) -> FlightOut:
-    try:
-        return FlightOut.of(await handlers.flight_details(ctx, flight_id))
-    except FlightNotFound as exc:
-        raise Problem(404, "no such flight") from exc
+async def flight(
+    flight_id: Annotated[str, Path(max_length=36)], ctx: FlightsDep, caches: CachesDep
+) -> FlightOut:
+    async def load() -> FlightOut:
+        try:
+            return FlightOut.of(await handlers.flight_details(ctx, flight_id))
+        except FlightNotFound as exc:
+            raise Problem(404, "no such flight") from exc
+
+    return await read_through(caches.details, flight_id, load, FlightOut)
 
 
 @internal_router.post("/holds", status_code=201, response_model=HoldOut)

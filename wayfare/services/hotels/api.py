@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from wayfare.kit.auth.service import service_caller
+from wayfare.kit.cache import ReadCaches, read_caches, read_through
 from wayfare.kit.holds import HoldError, hold_problem
 from wayfare.kit.problems import Problem
 from wayfare.kit.validation import Name, SafeStr
@@ -196,6 +197,7 @@ def hotels_context(request: Request) -> handlers.Hotels:
 
 
 HotelsDep = Annotated[handlers.Hotels, Depends(hotels_context)]
+CachesDep = Annotated[ReadCaches, Depends(read_caches)]
 BookingPath = Annotated[str, Path(min_length=1, max_length=64)]
 
 router = APIRouter(tags=["hotels"])
@@ -208,6 +210,7 @@ internal_router = APIRouter(
 @router.get("/hotels", response_model=SearchOut)
 async def search(
     ctx: HotelsDep,
+    caches: CachesDep,
     city: Annotated[Name, Query()],
     check_in: date,
     check_out: date,
@@ -216,37 +219,47 @@ async def search(
     page_size: Annotated[int, Query(ge=1)] = 20,
 ) -> SearchOut:
     page_size = min(page_size, MAX_PAGE_SIZE)
-    try:
-        stay, found = await handlers.search_hotels(
-            ctx,
-            city=city,
-            check_in=check_in,
-            check_out=check_out,
-            guests=guests,
+
+    async def load() -> SearchOut:
+        try:
+            stay, found = await handlers.search_hotels(
+                ctx,
+                city=city,
+                check_in=check_in,
+                check_out=check_out,
+                guests=guests,
+                page=page,
+                page_size=page_size,
+            )
+        except InvalidStay as exc:
+            raise Problem(422, str(exc)) from exc
+        return SearchOut(
+            items=[HotelOffersOut.of(item, stay.nights) for item in found.items],
             page=page,
             page_size=page_size,
+            total=found.total,
+            check_in=stay.check_in,
+            check_out=stay.check_out,
+            nights=stay.nights,
+            guests=stay.guests,
         )
-    except InvalidStay as exc:
-        raise Problem(422, str(exc)) from exc
-    return SearchOut(
-        items=[HotelOffersOut.of(item, stay.nights) for item in found.items],
-        page=page,
-        page_size=page_size,
-        total=found.total,
-        check_in=stay.check_in,
-        check_out=stay.check_out,
-        nights=stay.nights,
-        guests=stay.guests,
-    )
+
+    key = f"{city.lower()}|{check_in}|{check_out}|{guests}|{page}|{page_size}"
+    return await read_through(caches.searches, key, load, SearchOut)
 
 
 @router.get("/hotels/{hotel_id}", response_model=HotelOut)
-async def hotel(hotel_id: Annotated[str, Path(max_length=36)], ctx: HotelsDep) -> HotelOut:
-    try:
-        found, rooms = await handlers.hotel_details(ctx, hotel_id)
-    except HotelNotFound as exc:
-        raise Problem(404, "no such hotel") from exc
-    return HotelOut.of(found, rooms)
+async def hotel(
+    hotel_id: Annotated[str, Path(max_length=36)], ctx: HotelsDep, caches: CachesDep
+) -> HotelOut:
+    async def load() -> HotelOut:
+        try:
+            found, rooms = await handlers.hotel_details(ctx, hotel_id)
+        except HotelNotFound as exc:
+            raise Problem(404, "no such hotel") from exc
+        return HotelOut.of(found, rooms)
+
+    return await read_through(caches.details, hotel_id, load, HotelOut)
 
 
 @internal_router.post("/holds", status_code=201, response_model=HoldOut)

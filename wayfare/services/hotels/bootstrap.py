@@ -10,6 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from wayfare.kit.bus import EventBus
+from wayfare.kit.cache import ReadCaches
 from wayfare.kit.db import UnitOfWork, ping, utcnow
 from wayfare.kit.holds import expiry_sweeper, sweep_interval
 from wayfare.kit.resources import migrate_service, open_resources, service_engine
@@ -22,6 +23,7 @@ from wayfare.services.hotels.seed import load_demo
 __all__ = ["MIGRATIONS", "NAME", "create_app", "migrate", "seed"]
 
 NAME = "hotels"
+SEARCH_TTL = 5.0
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -44,7 +46,13 @@ def create_app(settings: Settings, *, bus: EventBus | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_resources(settings, NAME, bus=bus) as resources:
+        async with open_resources(
+            settings, NAME, bus=bus, registry=app.state.metrics_registry
+        ) as resources:
+            # Hotels never change once made; availability in searches may lag a few seconds.
+            app.state.read_caches = ReadCaches.of(
+                resources.cache, search_ttl=SEARCH_TTL, details_ttl=300.0
+            )
             hotels = handlers.Hotels(
                 uow=resources.uow, hold_ttl=timedelta(seconds=settings.hold_ttl)
             )
