@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import secrets
 import signal
 import sys
@@ -145,7 +146,10 @@ def up(
             "Use `wayfare serve` for the distributed mode.[/]"
         )
         settings = settings.model_copy(update={"database_url": None})
-    configure_logging(settings.log_level, settings.log_format)
+    log_format = settings.log_format
+    if "WAYFARE_LOG_FORMAT" not in os.environ and sys.stderr.isatty():
+        log_format = "console"  # a person is watching; JSON is for collectors
+    configure_logging(settings.log_level, log_format)
     _run(_up(settings, host, port))
 
 
