@@ -8,11 +8,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,76 +19,35 @@ import pytest
 from pydantic import SecretStr
 
 from wayfare.kit.auth.service import SERVICE_TOKEN_HEADER
-from wayfare.kit.bus import Event, MemoryBus
 from wayfare.kit.db import utcnow
 from wayfare.kit.holds import HOLD_CLOSED, SOLD_OUT
 from wayfare.kit.settings import Settings
-from wayfare.kit.testing.servers import PostgresServer
+from wayfare.kit.testing.apps import InProcess, in_process
 from wayfare.services.flights import bootstrap, handlers
 
 TOKEN = "a-test-service-token"
 INTERNAL = {SERVICE_TOKEN_HEADER: TOKEN}
 
 
-class Recorder:
-    """The events the service published, and a way to wait for the ones expected."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self._changed = asyncio.Condition()
-
-    async def __call__(self, event: Event) -> None:
-        async with self._changed:
-            self.events.append(event)
-            self._changed.notify_all()
-
-    async def wait_for(self, predicate: Callable[[list[Event]], bool]) -> None:
-        async with asyncio.timeout(5), self._changed:
-            await self._changed.wait_for(lambda: predicate(self.events))
-
-
 @dataclass(frozen=True)
-class Running:
-    client: httpx.AsyncClient
+class Running(InProcess):
     ctx: handlers.Flights
-    recorder: Recorder
-
-    @property
-    def events(self) -> list[Event]:
-        return self.recorder.events
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    database_url = None
-    if request.param == "postgres":
-        server: PostgresServer = request.getfixturevalue("postgres")
-        database_url = server.create_database(f"flights_{uuid.uuid4().hex[:12]}")
-    # These tests read availability right after changing it, so the read cache is off;
-    # test_reads_are_served_from_the_cache turns it on.
-    settings = Settings(
-        data_dir=tmp_path,
-        database_url=database_url,
-        service_token=SecretStr(TOKEN),
-        cache_enabled=False,
+@pytest.fixture
+async def settings(migrated_settings: Callable[..., Awaitable[Settings]]) -> Settings:
+    # These tests read availability right after changing it, so the read cache is off.
+    return await migrated_settings(
+        bootstrap.migrate, service_token=SecretStr(TOKEN), cache_enabled=False
     )
-    await bootstrap.migrate(settings)
-    return settings
 
 
 @asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[Running]:
-    async with MemoryBus() as bus:
-        recorder = Recorder()
-        await bus.subscribe("seen", ["flight.*"], recorder)
-        app = bootstrap.create_app(settings, bus=bus)
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app), base_url="http://flights"
-            ) as client,
-        ):
-            yield Running(client, app.state.flights, recorder)
+    async with in_process(
+        bootstrap.create_app, settings, base_url="http://flights", recording=["flight.*"]
+    ) as service:
+        yield Running(**vars(service), ctx=service.app.state.flights)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from fastapi import FastAPI
 from sqlalchemy.exc import DBAPIError
+from starlette.applications import Starlette
 from structlog.testing import capture_logs
 
 from wayfare.kit.auth import ACCESS_TYP, SigningKey, TokenSigner, TokenVerifier
@@ -27,7 +27,7 @@ from wayfare.kit.bus import Event, MemoryBus
 from wayfare.kit.db import UnitOfWork
 from wayfare.kit.resources import service_engine
 from wayfare.kit.settings import Settings
-from wayfare.kit.testing.servers import PostgresServer
+from wayfare.kit.testing.apps import in_process
 from wayfare.services.notifications.bootstrap import NAME, create_app, migrate
 from wayfare.services.notifications.domain import (
     BOOKING_CANCELLED,
@@ -85,27 +85,15 @@ def booking(
 # --- the service under test -----------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest) -> str | None:
-    if request.param == "sqlite":
-        return None
-    server: PostgresServer = request.getfixturevalue("postgres")
-    return server.create_database(f"notifications_{uuid.uuid4().hex[:12]}")
-
-
 @pytest.fixture
-async def settings(database_url: str | None, tmp_path: Path) -> Settings:
+async def settings(migrated_settings: Callable[..., Awaitable[Settings]]) -> Settings:
     # The JWKS address is never fetched: the tests replace the verifier after start.
-    settings = Settings(
-        data_dir=tmp_path, database_url=database_url, jwks_url="http://127.0.0.1:9/jwks.json"
-    )
-    await migrate(settings)
-    return settings
+    return await migrated_settings(migrate, jwks_url="http://127.0.0.1:9/jwks.json")
 
 
 @dataclass
 class Service:
-    app: FastAPI
+    app: Starlette
     bus: MemoryBus
     client: httpx.AsyncClient
     key: SigningKey
@@ -155,23 +143,17 @@ async def service(settings: Settings) -> AsyncIterator[Service]:
     async def lookup(kid: str) -> jwt.PyJWK | None:
         return public if kid == key.kid else None
 
-    async with MemoryBus() as bus:
-        app = create_app(settings, bus=bus)
-        async with app.router.lifespan_context(app):
-            app.state.verifier = TokenVerifier(
-                lookup, issuer=settings.issuer, audience=settings.audience
-            )
-            transport = httpx.ASGITransport(app)
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://notifications"
-            ) as client:
-                yield Service(
-                    app=app,
-                    bus=bus,
-                    client=client,
-                    key=key,
-                    signer=TokenSigner(issuer=settings.issuer, audience=settings.audience),
-                )
+    async with in_process(create_app, settings, base_url="http://notifications") as served:
+        served.app.state.verifier = TokenVerifier(
+            lookup, issuer=settings.issuer, audience=settings.audience
+        )
+        yield Service(
+            app=served.app,
+            bus=served.bus,
+            client=served.client,
+            key=key,
+            signer=TokenSigner(issuer=settings.issuer, audience=settings.audience),
+        )
 
 
 def has(n: int) -> Callable[[dict[str, Any]], bool]:
