@@ -361,6 +361,29 @@ async def test_consumers_resume_after_the_broker_restarts(
 
 
 @pytest.mark.servers
+async def test_a_bus_started_while_the_broker_is_away_connects_when_it_is_back(
+    rabbitmq: RabbitMQServer, ns: str
+) -> None:
+    await asyncio.to_thread(rabbitmq.stop_app)
+    try:
+        bus = AmqpBus(rabbitmq.url, backoff=BACKOFF, startup_timeout=60)
+        starting = asyncio.create_task(bus.start())
+        await asyncio.sleep(1.5)
+        assert not starting.done(), "start must wait for the broker, not fail"
+    finally:
+        await asyncio.to_thread(rabbitmq.start_app)
+    await asyncio.wait_for(starting, 60)
+    try:
+        seen = Recorder()
+        await bus.subscribe(f"{ns}.late", [f"{ns}.#"], seen)
+        published = event(f"{ns}.user.created")
+        await bus.publish(published)
+        await eventually(lambda: seen.events == [published])
+    finally:
+        await bus.close()
+
+
+@pytest.mark.servers
 async def test_a_message_returned_too_often_is_dead_lettered_by_the_broker(
     rabbitmq: RabbitMQServer, ns: str
 ) -> None:

@@ -88,8 +88,10 @@ class AmqpBus:
         backoff: Backoff | None = None,
         reconnect_interval: float = 1.0,
         publish_timeout: float = 30.0,
+        startup_timeout: float = 30.0,
     ) -> None:
         self._url = url
+        self._startup_timeout = startup_timeout
         self._backoff = backoff or Backoff()
         self._reconnect_interval = reconnect_interval
         self._publish_timeout = publish_timeout
@@ -102,14 +104,30 @@ class AmqpBus:
     async def start(self) -> None:
         if self._connection is not None:
             raise RuntimeError("the bus is already started")
-        self._connection = await aio_pika.connect_robust(
-            self._url, reconnect_interval=self._reconnect_interval
-        )
+        self._connection = await self._first_connection()
         try:
             await self._declare_topology(self._connection)
         except BaseException:
             await self.close()
             raise
+
+    async def _first_connection(self) -> AbstractRobustConnection:
+        """Wait out a broker that is briefly away at start (a restart, a deploy in progress);
+        past `startup_timeout` give up, and let the process supervisor restart us."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._startup_timeout
+        delay = 0.5
+        while True:
+            try:
+                return await aio_pika.connect_robust(
+                    self._url, reconnect_interval=self._reconnect_interval
+                )
+            except ConnectionError as exc:  # aiormq's connection errors are ConnectionErrors
+                if loop.time() + delay > deadline:
+                    raise
+                log.warning("broker unreachable at start (%r); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _declare_topology(self, connection: AbstractRobustConnection) -> None:
         self._channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
@@ -259,7 +277,11 @@ class AmqpBus:
             while True:
                 await guarded(await next_batch(inbox, max_batch, max_wait))
 
-        amqp_queue = await self._declare(queue, patterns, max_batch, max_attempts)
+        # Twice the batch in flight: the next batch streams in while the handler writes this
+        # one, and while the broker settles its ack. With exactly one batch the consumer
+        # sat idle for both. The multiple-ack stays exact: a batch is acked through its own
+        # last delivery tag, and later deliveries have higher ones.
+        amqp_queue = await self._declare(queue, patterns, 2 * max_batch, max_attempts)
         task = asyncio.create_task(consume())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
