@@ -20,8 +20,10 @@ import http.client
 import json
 import os
 import re
+import resource
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -178,8 +180,6 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])
@@ -237,6 +237,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def core_busy_seconds(cpu: int) -> float:
+    """Time a core spent on anything but idling, from /proc/stat (steal counts as busy)."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *ticks = line.split()
+        if name == f"cpu{cpu}":
+            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, ticks[:8])
+            busy = user + nice + system + irq + softirq + steal
+            return busy / os.sysconf("SC_CLK_TCK")
+    raise ValueError(f"no cpu{cpu} in /proc/stat")
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def affinity(pid: int) -> str:
     cpus = sorted(os.sched_getaffinity(pid))
     return ",".join(str(c) for c in cpus)
@@ -261,6 +277,10 @@ class Measurement:
     # 1 / (sum of the CPU per request of the servers in the path).
     cpu_us: dict[str, float]
     core_busy: float
+    # Share of each core taken by processes this run did not start: anything much above
+    # zero means the figures are disturbed (e.g. a test suite running alongside).
+    server_core_others: float
+    client_core_others: float
 
 
 def measure(
@@ -269,18 +289,29 @@ def measure(
     if args.warmup > 0:
         # Fills the connection pools and warms caches (token, JWKS, SQLite pages).
         run_wrk(target.url, token, cpu=cpu, connections=args.connections, duration=args.warmup)
+    server_cpu = args.server_cpu
     before = {s.name: cpu_seconds(s.process.pid) for s in servers}
+    cores_before = core_busy_seconds(server_cpu), core_busy_seconds(cpu)
+    wrk_before = children_cpu_seconds()
     started = time.monotonic()
     result = run_wrk(
         target.url, token, cpu=cpu, connections=args.connections, duration=args.duration
     )
     wall = time.monotonic() - started
+    wrk_spent = children_cpu_seconds() - wrk_before
+    server_core = core_busy_seconds(server_cpu) - cores_before[0]
+    client_core = core_busy_seconds(cpu) - cores_before[1]
     spent = {s.name: cpu_seconds(s.process.pid) - before[s.name] for s in servers}
+    ours = sum(spent.values())
     return Measurement(
         wrk=result,
         cpu_us={name: spent[name] / max(1, result.requests) * 1e6 for name in target.path},
         # wrk's own start and stop are inside `wall`, so this reads a little low.
-        core_busy=sum(spent.values()) / wall,
+        core_busy=ours / wall,
+        # Kernel work done for our processes in interrupts is not charged to them, so a
+        # few percent here is normal.
+        server_core_others=max(0.0, server_core - ours) / wall,
+        client_core_others=max(0.0, client_core - wrk_spent) / wall,
     )
 
 
@@ -303,7 +334,8 @@ def base_env(data_dir: Path) -> dict[str, str]:
 def start_system(fleet: Fleet, data_dir: Path, *, cpu: int) -> tuple[list[Target], str]:
     env = base_env(data_dir)
     migrated = subprocess.run(
-        [sys.executable, "-m", "wayfare", "migrate"],
+        # Users only: it is the one service measured here.
+        [sys.executable, "-m", "wayfare", "migrate", "users"],
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -380,6 +412,8 @@ def start_system(fleet: Fleet, data_dir: Path, *, cpu: int) -> tuple[list[Target
         ],
         env={
             **env,
+            # Only users: the gateway answers 503 on the routes of services it has no URL
+            # for, and none of those is called here.
             "WAYFARE_UPSTREAMS": json.dumps({"users": [users.url]}),
             # High enough never to refuse during the run, yet every request still
             # pays for a rate-limit check.
@@ -456,6 +490,8 @@ def median_measurement(runs: Sequence[Measurement]) -> Measurement:
         ),
         cpu_us={name: statistics.median(m.cpu_us[name] for m in runs) for name in runs[0].cpu_us},
         core_busy=statistics.median(m.core_busy for m in runs),
+        server_core_others=max(m.server_core_others for m in runs),
+        client_core_others=max(m.client_core_others for m in runs),
     )
 
 
@@ -480,7 +516,7 @@ def print_table(targets: Sequence[Target], measured: dict[str, Measurement]) -> 
         )
 
 
-def print_ratios(measured: dict[str, Measurement]) -> bool:
+def print_ratios(measured: dict[str, Measurement], connections: int) -> bool:
     results = {name: m.wrk for name, m in measured.items()}
     direct, proxy, gateway = results["direct"], results["passthrough"], results["gateway"]
     share = gateway.requests_per_s / proxy.requests_per_s
@@ -515,6 +551,21 @@ def print_ratios(measured: dict[str, Measurement]) -> bool:
         measured["gateway"].cpu_us["gateway"] - measured["passthrough"].cpu_us["passthrough"]
     )
     print(f"gateway CPU per request over the pass-through's: {extra_cpu:+.0f} us")
+    # All servers share one core, so at saturation req/s ~ 1 / (CPU per request of the
+    # servers in the path), and, with a fixed number of connections always waiting, the
+    # mean latency is connections / req/s (Little's law). These follow from the CPU
+    # figures alone, which other load on the machine disturbs far less than req/s.
+    capacity = {name: 1e6 / sum(m.cpu_us.values()) for name, m in measured.items()}
+    print(
+        "CPU-bound view: capacity "
+        + ", ".join(f"{name} {cap:.0f}" for name, cap in capacity.items())
+        + f" req/s; gateway / passthrough {capacity['gateway'] / capacity['passthrough']:.1%}; "
+        f"mean latency added at saturation with {connections} connections: "
+        f"{connections * 1e3 * (1 / capacity['gateway'] - 1 / capacity['direct']):+.1f} ms "
+        f"over direct, "
+        f"{connections * 1e3 * (1 / capacity['gateway'] - 1 / capacity['passthrough']):+.1f} ms "
+        "over passthrough"
+    )
     return all(ok for _, _, ok in checks)
 
 
@@ -588,7 +639,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     runs[target.name].append(m)
                     print(
                         f"  round {round_ + 1} {target.name:<12} {m.wrk.requests_per_s:>7.0f} "
-                        f"req/s  p50 {m.wrk.p50_ms:.2f} ms  p99 {m.wrk.p99_ms:.2f} ms",
+                        f"req/s  p50 {m.wrk.p50_ms:.2f} ms  p99 {m.wrk.p99_ms:.2f} ms  "
+                        + "  ".join(f"{k} {v:.0f} us/req" for k, v in m.cpu_us.items())
+                        + f"  core busy {m.core_busy:.0%}"
+                        + f"  others on cores {args.server_cpu}/{args.client_cpu}: "
+                        + f"{m.server_core_others:.0%}/{m.client_core_others:.0%}",
                         flush=True,
                     )
             results = {name: median_measurement(rs) for name, rs in runs.items()}
@@ -600,11 +655,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             print()
             print_table(targets, results)
             print()
-            met = print_ratios(results)
+            met = print_ratios(results, args.connections)
             print(f"gateway access-log lines written during the run: {access_lines}")
             if any(m.wrk.non_2xx or m.wrk.socket_errors for m in results.values()):
                 print("WARNING: some requests failed; see the errors column")
                 met = False
+            others = max(m.server_core_others for m in results.values())
+            if others > 0.1:
+                print(
+                    f"WARNING: other processes took up to {others:.0%} of the servers' core "
+                    "during a run, so req/s and latency are disturbed; the CPU per request "
+                    "columns are the steadier figures. Rerun on a quiet machine or with "
+                    "--rounds 3 or more."
+                )
         except Exception:
             for server in fleet.servers:
                 print(f"--- {server.name} log (tail)\n{_tail(server.log)}", file=sys.stderr)
