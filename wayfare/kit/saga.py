@@ -10,13 +10,17 @@ Compensations are retried until they succeed.
 
 Exactly one runner drives a saga at a time: a runner takes a lease on the saga's row
 with a conditional update and renews it while it works; sagas whose lease has lapsed
-(their runner died) are picked up by any replica's recovery loop.
+(their runner died) are picked up by any replica's recovery loop. While it holds the
+lease, the runner is the only writer of the row, so it carries the saga's state from one
+step to the next in memory instead of reading it back, and every transition it commits
+also renews the lease (a separate renewal is only needed when the last one is stale).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -151,6 +155,8 @@ class SagaRunner:
     owner: str = field(default_factory=lambda: secrets.token_hex(8))
     _running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _finished: dict[str, asyncio.Event] = field(default_factory=dict)
+    # Loop time of the last lease renewal committed for each saga driven here.
+    _renewed: dict[str, float] = field(default_factory=dict)
     _recovery: asyncio.Task[None] | None = None
 
     # -- starting sagas ------------------------------------------------------------
@@ -253,39 +259,45 @@ class SagaRunner:
 
     # -- driving ---------------------------------------------------------------------
 
-    async def _take_lease(self, saga_id: str) -> bool:
-        now = utcnow()
+    async def _take_lease(self, saga_id: str) -> SagaState | None:
+        """The saga's state if this runner now holds its lease; None if it is not to be driven."""
+        now, renewed = utcnow(), self._now()
         async with self.uow.begin() as session:
-            result = await session.execute(
-                update(_sagas)
-                .where(
-                    _sagas.c.id == saga_id,
-                    _sagas.c.status.in_(_ACTIVE),
-                    or_(
-                        _sagas.c.lease_until.is_(None),
-                        _sagas.c.lease_until < now,
-                        _sagas.c.lease_owner == self.owner,
-                    ),
+            row = (
+                await session.execute(
+                    update(_sagas)
+                    .where(
+                        _sagas.c.id == saga_id,
+                        _sagas.c.status.in_(_ACTIVE),
+                        or_(
+                            _sagas.c.lease_until.is_(None),
+                            _sagas.c.lease_until < now,
+                            _sagas.c.lease_owner == self.owner,
+                        ),
+                    )
+                    .values(lease_owner=self.owner, lease_until=now + timedelta(seconds=self.lease))
+                    .returning(*_sagas.c)
                 )
-                .values(lease_owner=self.owner, lease_until=now + timedelta(seconds=self.lease))
-            )
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+            ).first()
+        if row is None:
+            return None
+        self._renewed[saga_id] = renewed
+        return _state(row)
 
     async def _drive(self, saga_id: str) -> None:
         heartbeat: asyncio.Task[None] | None = None
         try:
-            if not await self._take_lease(saga_id):
+            state = await self._take_lease(saga_id)
+            if state is None:
                 return
             heartbeat = asyncio.create_task(self._heartbeat(saga_id, asyncio.current_task()))
-            while True:
-                state = await self.state(saga_id)
-                if state is None or state.status not in _ACTIVE:
-                    return
+            # Each transition returns the state it committed; None once the saga is over.
+            while state is not None and state.status in _ACTIVE:
                 definition = self.definitions[state.kind]
                 if state.status == RUNNING:
-                    await self._forward(definition, state)
+                    state = await self._forward(definition, state)
                 else:
-                    await self._compensate(definition, state)
+                    state = await self._compensate(definition, state)
         except asyncio.CancelledError:
             raise
         except _LeaseLost:
@@ -297,6 +309,7 @@ class SagaRunner:
             if heartbeat is not None:
                 heartbeat.cancel()
             self._running.pop(saga_id, None)
+            self._renewed.pop(saga_id, None)
             self._finished.setdefault(saga_id, asyncio.Event()).set()
             self._finished.pop(saga_id, None)
 
@@ -313,21 +326,22 @@ class SagaRunner:
             except Exception as exc:
                 _log.warning("saga lease renewal failed", saga_id=saga_id, error=repr(exc))
 
-    async def _forward(self, definition: SagaDefinition, state: SagaState) -> None:
+    async def _forward(self, definition: SagaDefinition, state: SagaState) -> SagaState | None:
+        """Run the next step (or finish); the state committed after it, None when finished."""
         if state.step >= len(definition.steps):
             await self._finish(definition, state, COMPLETED)
-            return
+            return None
         step = definition.steps[state.step]
         attempt = 0
         while True:
             attempt += 1
             started = utcnow()
             try:
-                await self._renew(state.id)
+                await self._keep_lease(state.id)
                 async with asyncio.timeout(step.timeout):
                     output = await step.action(state)
             except StepRefused as refusal:
-                await self._advance(
+                return await self._advance(
                     state,
                     step,
                     "action",
@@ -339,13 +353,12 @@ class SagaRunner:
                     step_index=state.step - 1,
                     reason=str(refusal),
                 )
-                return
             except (_LeaseLost, asyncio.CancelledError):
                 raise
             except Exception as exc:
                 error = _describe(exc)
                 if attempt >= step.max_attempts:
-                    await self._advance(
+                    return await self._advance(
                         state,
                         step,
                         "action",
@@ -357,14 +370,13 @@ class SagaRunner:
                         step_index=state.step - 1,
                         reason=f"{step.name} kept failing: {error}",
                     )
-                    return
                 await self._log_attempt(
                     state.id, step.name, "action", attempt, started, "retry", error
                 )
                 await asyncio.sleep(self.backoff.delay(attempt))
                 continue
             data = {**state.data, **(output or {})}
-            await self._advance(
+            return await self._advance(
                 state,
                 step,
                 "action",
@@ -376,22 +388,21 @@ class SagaRunner:
                 step_index=state.step + 1,
                 data=data,
             )
-            return
 
-    async def _compensate(self, definition: SagaDefinition, state: SagaState) -> None:
+    async def _compensate(self, definition: SagaDefinition, state: SagaState) -> SagaState | None:
+        """Undo the current step (or finish); the state committed after, None when finished."""
         if state.step < 0:
             await self._finish(definition, state, FAILED)
-            return
+            return None
         step = definition.steps[state.step]
         if step.compensation is None:
-            await self._move(state.id, step_index=state.step - 1)
-            return
+            return await self._move(state, step_index=state.step - 1)
         attempt = 0
         while True:
             attempt += 1
             started = utcnow()
             try:
-                await self._renew(state.id)
+                await self._keep_lease(state.id)
                 async with asyncio.timeout(step.timeout):
                     await step.compensation(state)
             except (_LeaseLost, asyncio.CancelledError):
@@ -402,7 +413,7 @@ class SagaRunner:
                 )
                 await asyncio.sleep(self.backoff.delay(attempt))
                 continue
-            await self._advance(
+            return await self._advance(
                 state,
                 step,
                 "compensation",
@@ -413,7 +424,6 @@ class SagaRunner:
                 status=COMPENSATING,
                 step_index=state.step - 1,
             )
-            return
 
     async def _finish(self, definition: SagaDefinition, state: SagaState, status: str) -> None:
         async with self.uow.begin() as session:
@@ -448,10 +458,18 @@ class SagaRunner:
         step_index: int,
         data: dict[str, Any] | None = None,
         reason: str | None = None,
-    ) -> None:
-        """Record the attempt and move the saga on, in one transaction."""
-        values: dict[str, Any] = {"status": status, "step": step_index, "updated_at": utcnow()}
+    ) -> SagaState:
+        """Record the attempt and move the saga on (renewing its lease), in one transaction."""
+        now, renewed = utcnow(), self._now()
+        values: dict[str, Any] = {
+            "status": status,
+            "step": step_index,
+            "updated_at": now,
+            "lease_until": now + timedelta(seconds=self.lease),
+        }
         if data is not None:
+            # As the JSON column gives it back, so the state carried on is the stored one.
+            data = json.loads(json.dumps(data))
             values["data"] = data
         if reason is not None:
             values["failure_reason"] = reason
@@ -475,14 +493,34 @@ class SagaRunner:
                     finished_at=utcnow(),
                 )
             )
+        self._renewed[state.id] = renewed
+        return SagaState(
+            id=state.id,
+            kind=state.kind,
+            status=status,
+            step=step_index,
+            data=state.data if data is None else data,
+            failure_reason=state.failure_reason if reason is None else reason,
+        )
 
-    async def _move(self, saga_id: str, *, step_index: int) -> None:
+    async def _move(self, state: SagaState, *, step_index: int) -> SagaState:
+        now, renewed = utcnow(), self._now()
         async with self.uow.begin() as session:
-            await session.execute(
+            result = await session.execute(
                 update(_sagas)
-                .where(_sagas.c.id == saga_id, _sagas.c.lease_owner == self.owner)
-                .values(step=step_index, updated_at=utcnow())
+                .where(_sagas.c.id == state.id, _sagas.c.lease_owner == self.owner)
+                .values(
+                    step=step_index,
+                    updated_at=now,
+                    lease_until=now + timedelta(seconds=self.lease),
+                )
             )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                raise _LeaseLost
+        self._renewed[state.id] = renewed
+        return SagaState(
+            state.id, state.kind, state.status, step_index, state.data, state.failure_reason
+        )
 
     async def _log_attempt(
         self,
@@ -508,8 +546,19 @@ class SagaRunner:
                 )
             )
 
+    async def _keep_lease(self, saga_id: str) -> None:
+        """Before a step: renew the lease unless a transition renewed it a moment ago.
+
+        "A moment" is the heartbeat's period, a third of the lease: a step then starts
+        with as much lease left as the heartbeat guarantees while it runs, and a lease
+        lost to another runner would have failed that transition's conditional update.
+        """
+        renewed = self._renewed.get(saga_id)
+        if renewed is None or self._now() - renewed > self.lease / 3:
+            await self._renew(saga_id)
+
     async def _renew(self, saga_id: str) -> None:
-        now = utcnow()
+        now, renewed = utcnow(), self._now()
         async with self.uow.begin() as session:
             result = await session.execute(
                 update(_sagas)
@@ -518,6 +567,12 @@ class SagaRunner:
             )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise _LeaseLost
+        if saga_id in self._running:
+            self._renewed[saga_id] = renewed
+
+    @staticmethod
+    def _now() -> float:
+        return asyncio.get_running_loop().time()
 
 
 class _LeaseLost(Exception):
