@@ -131,7 +131,12 @@ _FRAME = re.compile(r"^(?P<name>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
 def summarize_pyspy(path: Path, top: int = 25) -> str:
-    """Samples by thread kind, own samples by category and the top leaf frames (py-spy raw)."""
+    """Samples by thread kind, own samples by category and the top leaf frames (py-spy raw).
+
+    py-spy tells idle threads apart by their state when sampled: a thread blocked on
+    aiosqlite's queue can pass for busy, so the share of the aiosqlite threads reads high.
+    The CPU split the bench takes from /proc (main thread against the rest) is exact.
+    """
     if not path.exists():
         return f"  (no py-spy output at {path}; see {path.with_suffix('.log')})"
     by_thread: Counter[str] = Counter()

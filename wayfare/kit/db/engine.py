@@ -48,7 +48,8 @@ def _sqlite_engine(url: str, settings: Settings) -> AsyncEngine:
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=settings.db_pool_pre_ping,
+        # A local file cannot drop a connection, so a ping per checkout buys nothing.
+        pool_pre_ping=False,
         pool_recycle=settings.db_pool_recycle,
     )
     busy_timeout = settings.sqlite_busy_timeout_ms
