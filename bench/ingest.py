@@ -195,8 +195,8 @@ class Step:
 
 
 STEPS = [
-    Step("bare", "(1) bare", "aio-pika consume + ack(multiple) every 500, prefetch 1000"),
-    Step("audit", "(2) audit", "AmqpBus.subscribe_batch(500) + ingest -> PostgreSQL"),
+    Step("bare", "(1) bare", "aio-pika consume, prefetch {prefetch}, ack(multiple)/{ack_every}"),
+    Step("audit", "(2) audit", "AmqpBus.subscribe_batch({max_batch}) + ingest -> PostgreSQL"),
     Step("single", "(3) single", "AmqpBus.subscribe(prefetch 32), ingest([event]) each"),
     Step("batch1", "(3') batch1", "AmqpBus.subscribe_batch(max_batch=1) + ingest"),
     Step("publish", "(4) publisher", "aio-pika publish, pipelined confirms"),
@@ -215,7 +215,7 @@ class Runner:
     results: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     fills: list[float] = field(default_factory=list)
 
-    def job(self, name: str, round_: int, **spec: Any) -> Job:
+    def job(self, name: str, **spec: Any) -> Job:
         job: Job = {
             "job": name,
             "amqp": self.amqp,
@@ -239,11 +239,9 @@ class Runner:
             print(f"    (waited {waited:.0f} s for the machine to go quiet)", flush=True)
         return self.run(job, count)
 
-    def fill(self, queue: str, nonce: int, count: int, round_: int) -> None:
-        result = self.run(
-            self.job("fill", round_, queue=queue, nonce=nonce, count=count, chunk=self.args.chunk),
-            count,
-        )
+    def fill(self, queue: str, nonce: int, count: int) -> None:
+        job = self.job("fill", queue=queue, nonce=nonce, count=count, chunk=self.args.chunk)
+        result = self.run(job, count)
         self.fills.append(result["rate"])
 
     def record(self, key: str, result: dict[str, Any]) -> None:
@@ -258,10 +256,9 @@ class Runner:
 
     def consume(self, key: str, round_: int, count: int, **spec: Any) -> None:
         queue, nonce = f"bench.{key}.r{round_}", secrets.randbits(32)
-        self.fill(queue, nonce, count, round_)
+        self.fill(queue, nonce, count)
         job = self.job(
             "consume",
-            round_,
             queue=queue,
             nonce=nonce,
             count=count,
@@ -308,7 +305,6 @@ class Runner:
             queue = f"bench.publish.r{round_}"
             job = self.job(
                 "publish",
-                round_,
                 queue=queue,
                 nonce=secrets.randbits(32),
                 count=args.publish_events,
@@ -320,8 +316,8 @@ class Runner:
         if "relay" in steps:
             queue = f"bench.relay.r{round_}"
             count, nonce = args.publish_events, secrets.randbits(32)
-            self.run(self.job("outbox-fill", round_, queue=queue, nonce=nonce, count=count), count)
-            job = self.job("relay", round_, queue=queue, count=count, timeout=60 + count / 100)
+            self.run(self.job("outbox-fill", queue=queue, nonce=nonce, count=count), count)
+            job = self.job("relay", queue=queue, count=count, timeout=60 + count / 100)
             self.record("relay", self.measure(job, count))
             self.show_profile(job)
 
@@ -396,8 +392,9 @@ def print_table(runner: Runner) -> dict[str, float]:
         seconds, count = float(best["seconds"]), float(best["count"])
         client, servers = float(best["cpu_seconds"]), float(best["server_cpu_seconds"])
         ok = all(verified(step.key, r) for r in results)
+        what = step.what.format(**vars(args))
         print(
-            f"{step.label:<13} {step.what:<54} {best['count']:>7} {rates[step.key]:>9.0f} "
+            f"{step.label:<13} {what:<54} {best['count']:>7} {rates[step.key]:>9.0f} "
             f"{median(results, 'rate'):>7.0f} {client / seconds:>7.2f} "
             f"{client / count * 1e6:>8.1f} {servers / seconds:>7.2f} "
             f"{servers / count * 1e6:>8.1f} {others(best):>6.2f}  {'OK' if ok else 'FAILED'}"
@@ -542,7 +539,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             server_pids=[postmaster, *beams],
         )
         print_pinning(pg, rabbit, args)
-        run_job(runner.job("prepare", 0), cpu=args.client_cpu, timeout=120)
+        run_job(runner.job("prepare"), cpu=args.client_cpu, timeout=120)
         print(
             f"{args.events} events for (1)/(2), {args.single_events} for (3), "
             f"{args.publish_events} for (4)/(5)"

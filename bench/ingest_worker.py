@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import cProfile
+import gc
 import json
 import os
 import secrets
@@ -125,6 +126,10 @@ class Window:
     def measure(self) -> Iterator[None]:
         profiler = cProfile.Profile() if self.profile_path else None
         roots = set(self.server_pids)
+        # As `wayfare serve` does once its server is up: what start-up built (connections,
+        # pools, SQLAlchemy and aio-pika state) leaves the collector's sight.
+        gc.collect()
+        gc.freeze()
         servers0, machine0 = tree_cpu(roots), machine_busy()
         cpu0 = time.process_time()
         started = time.perf_counter()
