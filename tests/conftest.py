@@ -30,7 +30,7 @@ def _start_or_skip(start: Callable[[], contextlib.AbstractContextManager[T]]) ->
     except ServerUnavailable as exc:
         if os.environ.get("WAYFARE_REQUIRE_SERVERS") == "1":
             pytest.fail(f"WAYFARE_REQUIRE_SERVERS=1 but {exc}")
-        pytest.skip(f"SERVER MISSING, real-server test not run: {exc}")
+        pytest.skip(f"SERVER MISSING, not run: {exc} (WAYFARE_REQUIRE_SERVERS=1 fails instead)")
     try:
         yield server
     finally:
