@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -39,7 +38,3 @@ def distributed_system(
 def system(request: pytest.FixtureRequest) -> RunningSystem:
     """The same tests against `wayfare up` and against services on PostgreSQL and Redis."""
     return request.getfixturevalue(f"{request.param}_system")  # type: ignore[no-any-return]
-
-
-def data_file(system: RunningSystem, name: str) -> Path:
-    return system.data_dir / name

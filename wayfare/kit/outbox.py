@@ -96,7 +96,6 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._postgres = engine.dialect.name == "postgresql"
-        self.published = 0
 
     def after_commit(self, info: dict[str, Any]) -> None:
         """A unit-of-work commit hook: wake the relay when the transaction recorded events."""
@@ -164,7 +163,6 @@ class OutboxRelay:
                 .where(_outbox.c.seq.in_([row.seq for row in rows]))
                 .values(published_at=utcnow())
             )
-        self.published += len(rows)
         return len(rows)
 
     async def pending(self) -> int:

@@ -10,11 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from wayfare.kit.settings import Settings
 
-__all__ = ["create_engine", "is_postgres", "ping"]
-
-
-def is_postgres(url: str) -> bool:
-    return make_url(url).get_backend_name() == "postgresql"
+__all__ = ["create_engine", "ping"]
 
 
 def create_engine(url: str, settings: Settings, *, schema: str | None = None) -> AsyncEngine:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
-from wayfare.kit.auth import CurrentUser
+from wayfare.kit.auth import CurrentUser, jwks_document
 from wayfare.kit.problems import Problem
 from wayfare.kit.validation import Name, SafeStr
 from wayfare.services.users import handlers, keyring
@@ -145,7 +145,7 @@ async def jwks(ctx: AccountsDep, response: Response) -> dict[str, Any]:
     async with ctx.uow.begin() as session:
         keys = await keyring.published_jwks(session, access_ttl=ctx.access_ttl)
     response.headers["Cache-Control"] = "public, max-age=60"
-    return {"keys": keys}
+    return jwks_document(keys)
 
 
 @router.get("/users/me", response_model=UserOut, tags=["users"])
